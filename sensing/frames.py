@@ -1,0 +1,78 @@
+"""The unit every reader, live source and extractor exchanges: a chunk of samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+#: Modalities a chunk can carry; each detector declares which ones it accepts.
+MODALITIES = ("wifi_csi", "audio", "eeg", "uwb_cir", "lora_iq")
+
+
+@dataclass
+class Frames:
+    """A chunk of a capture or live stream.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        Samples, first axis is time. ``wifi_csi``: complex64
+        ``(n_packets, n_subcarriers, n_rx, n_tx)``; ``audio``/``eeg``: float
+        ``(n_samples, n_channels)``; ``uwb_cir``: complex ``(n_frames, n_taps)``.
+    times_s : numpy.ndarray
+        float64 ``(n,)``: time of each row in seconds from the start of the stream
+        (packet arrival or device timestamp for CSI; sample times for sampled data).
+    fs_hz : float or None
+        Nominal sample / packet rate in Hz (``None`` when irregular and unknown).
+    modality : str
+        One of :data:`MODALITIES`.
+    source : str
+        Device or file name the chunk came from.
+    subcarriers : numpy.ndarray or None
+        Subcarrier indices along axis 1 of CSI data.
+    channel_names : tuple of str or None
+        Channel names along axis 1 of sampled data.
+    t0 : datetime or None
+        Absolute UTC time of stream offset 0, when the capture carries one.
+    fields : dict of str → numpy.ndarray
+        Per-row side information (``rssi`` dBm, ``seq`` …), each of length n.
+    meta : dict
+        Stream-level metadata (``format``, ``chip``, ``bandwidth_mhz``, ``channel`` …).
+    """
+
+    data: np.ndarray
+    times_s: np.ndarray
+    fs_hz: float | None
+    modality: str
+    source: str
+    subcarriers: np.ndarray | None = None
+    channel_names: tuple[str, ...] | None = None
+    t0: datetime | None = None
+    fields: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        n = len(self.data)
+        if len(self.times_s) != n:
+            raise ValueError(f"times_s has {len(self.times_s)} entries for {n} rows of data")
+        for name, arr in self.fields.items():
+            if len(arr) != n:
+                raise ValueError(f"field {name!r} has {len(arr)} entries for {n} rows of data")
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def start_s(self) -> float:
+        """Offset of the first row from the start of the stream, in seconds."""
+        return float(self.times_s[0]) if len(self.times_s) else float("nan")
+
+    @property
+    def end_s(self) -> float:
+        """Offset of the last row from the start of the stream, in seconds."""
+        return float(self.times_s[-1]) if len(self.times_s) else float("nan")
