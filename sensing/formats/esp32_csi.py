@@ -70,6 +70,11 @@ LAYOUTS: dict[int, tuple[str, tuple[str, ...]]] = {
 
 _TS_WRAP = 1 << 32  # local_timestamp is a uint32 count of microseconds
 
+#: Column name → position in the header fields, per layout (keyed by field count).
+_INDEX: dict[int, dict[str, int]] = {
+    n: {c: i for i, c in enumerate(cols)} for n, (_, cols) in LAYOUTS.items()
+}
+
 
 def _seg(a: int, b: int) -> np.ndarray:
     return np.arange(a, b + 1)
@@ -138,20 +143,22 @@ class Esp32LineParser:
         self._ts0: int | None = None
         self._ts_last: int | None = None
         self._ts_offset = 0
-        self._layout_cache: dict[tuple[int, int, int, int], tuple[int, int, np.ndarray]] = {}
+        self._layout_cache: dict[tuple[int, int, int, int], tuple] = {}
 
     def _reject(self, where: str, reason: str, expected: str, got: str) -> None:
         self.rejects.add(Reject(self.path, where, reason, expected, got))
 
-    def _segment(self, key: tuple[int, int, int, int]) -> tuple[int, int, np.ndarray]:
-        """(start, stop) complex-value slice of the chosen segment and its sort order."""
+    def _segment(self, key: tuple[int, int, int, int]) -> tuple[int, int, np.ndarray, np.ndarray]:
+        """Complex-value slice (start, stop) of the chosen segment, its ascending subcarrier
+        indices and the permutation from buffer order to ascending order."""
         hit = self._layout_cache.get(key)
         if hit is None:
             start = 0
-            hit = (0, 0, np.empty(0, int))
+            hit = (0, 0, np.empty(0, int), np.empty(0, int))
             for name, idx in buffer_layout(*key):
                 if name == self.ltf:
-                    hit = (start, start + len(idx), idx)
+                    order = np.argsort(idx, kind="stable")
+                    hit = (start, start + len(idx), idx[order], order)
                     break
                 start += len(idx)
             self._layout_cache[key] = hit
@@ -183,28 +190,34 @@ class Esp32LineParser:
             )
             return None
         name, cols = layout
-        rec = dict(zip(cols, head, strict=True))
+        ix = _INDEX[len(head)]
         try:
-            rssi = int(rec["rssi"])
-            ts = int(rec["local_timestamp"])
-            channel = int(rec["channel"])
-            noise = int(rec["noise_floor"])
-            sig_mode = int(rec.get("sig_mode", 0))
-            cwb = int(rec.get("bandwidth", 0))
-            secondary = int(rec.get("secondary_channel", 0))
-            stbc = int(rec.get("stbc", 0))
-            first_invalid = int(rec.get("first_word", 0))
-            real_set = int(rec.get("real_time_set", 0))
-            real_ts = float(rec["real_timestamp"]) if "real_timestamp" in rec else None
+            rssi = int(head[ix["rssi"]])
+            ts = int(head[ix["local_timestamp"]])
+            channel = int(head[ix["channel"]])
+            noise = int(head[ix["noise_floor"]])
+            if "sig_mode" in ix:
+                sig_mode = int(head[ix["sig_mode"]])
+                cwb = int(head[ix["bandwidth"]])
+                secondary = int(head[ix["secondary_channel"]])
+                stbc = int(head[ix["stbc"]])
+            else:
+                sig_mode = cwb = secondary = stbc = 0
+            first_invalid = int(head[ix["first_word"]]) if "first_word" in ix else 0
+            if "real_timestamp" in ix:
+                real_set = int(head[ix["real_time_set"]])
+                real_ts = float(head[ix["real_timestamp"]])
+            else:
+                real_set, real_ts = 0, None
         except ValueError as exc:
-            self._reject(where, "bad_field", "integer header fields", str(exc))
+            self._reject(where, "bad_field", "numeric header fields", str(exc))
             return None
         body = line[lb + 1 : rb]
-        tokens = body.replace(",", " ").split()
         try:
-            raw = np.fromiter(map(int, tokens), dtype=np.int16, count=len(tokens))
+            # C-speed parse; numpy >= 2 raises on any token that is not an integer
+            raw = np.fromstring(body, dtype=np.int32, sep="," if "," in body else " ")
         except ValueError:
-            bad = next((t for t in tokens if not _is_int(t)), "?")
+            bad = next((t for t in body.replace(",", " ").split() if not _is_int(t)), "?")
             self._reject(where, "bad_value", "integers in the CSI array", repr(bad[:20]))
             return None
         if raw.size % 2:
@@ -213,7 +226,7 @@ class Esp32LineParser:
         if raw.size and (raw.max() > 127 or raw.min() < -128):
             self._reject(where, "out_of_range", "int8 values (-128..127)", f"{raw.min()}..{raw.max()}")
             return None
-        start, stop, idx = self._segment((sig_mode, cwb, secondary, stbc))
+        start, stop, subcarriers, order = self._segment((sig_mode, cwb, secondary, stbc))
         if stop == 0 or raw.size < 2 * stop:
             self._reject(
                 where, "short_array",
@@ -224,8 +237,9 @@ class Esp32LineParser:
         seg = raw[2 * start : 2 * stop].astype(np.float32)
         if first_invalid and start == 0:
             seg[:4] = 0.0
-        csi = (seg[1::2] + 1j * seg[0::2]).astype(np.complex64)
-        order = np.argsort(idx, kind="stable")
+        csi = np.empty(stop - start, dtype=np.complex64)
+        csi.real = seg[1::2]
+        csi.imag = seg[0::2]
         # time: unwrap the 32-bit microsecond counter into stream seconds
         if self._ts0 is None:
             self._ts0 = ts
@@ -239,12 +253,12 @@ class Esp32LineParser:
         self.layout_name = name
         return {
             "csi": csi[order],
-            "subcarriers": idx[order],
+            "subcarriers": subcarriers,
             "time_s": (t_us - self._ts0) * 1e-6,
             "rssi": rssi,
             "noise_floor": noise,
             "channel": channel,
-            "mac": rec["mac"],
+            "mac": head[ix["mac"]],
             "abs_time": real_ts if real_set else None,
             "bandwidth_mhz": 40 if (cwb and secondary) else 20,
         }
@@ -366,3 +380,59 @@ class Esp32CsiReader(CaptureReader):
             for fr in frames_from_lines(iter_lines(fh), self.parser, batcher):
                 self.bytes_read = fh.tell()
                 yield fr
+
+
+def format_csi_line(
+    csi_buffer: np.ndarray,
+    *,
+    local_timestamp_us: int,
+    rssi: int = -50,
+    channel: int = 6,
+    noise_floor: int = -95,
+    mac: str = "AA:BB:CC:DD:EE:FF",
+    seq: int = 0,
+    sig_mode: int = 0,
+    cwb: int = 0,
+    secondary: int = 0,
+    stbc: int = 0,
+    layout: str = "esp-csi",
+    real_timestamp: float | None = None,
+) -> str:
+    """Format one ``CSI_DATA`` line as ESP32 firmware prints it (the inverse of the parser).
+
+    Parameters
+    ----------
+    csi_buffer : numpy.ndarray
+        Complex values in **buffer order** (see :func:`buffer_layout`); real and imaginary
+        parts are rounded and clipped to int8 and written as ``imag real`` pairs.
+    local_timestamp_us : int
+        Device clock in µs (written modulo 2**32, as the firmware's uint32 counter).
+    layout : {"esp-csi", "esp32-csi-tool"}
+        Column layout (25 comma-separated columns with a quoted array, or 26 columns with a
+        space-separated array).
+    real_timestamp : float, optional
+        ESP32-CSI-Tool only: POSIX seconds; sets ``real_time_set=1``.
+
+    Returns
+    -------
+    str
+        The line, without the trailing newline.
+    """
+    buf = np.asarray(csi_buffer)
+    pairs = np.empty(2 * buf.size, dtype=np.int64)
+    pairs[0::2] = np.clip(np.rint(buf.imag), -128, 127)
+    pairs[1::2] = np.clip(np.rint(buf.real), -128, 127)
+    ts = int(local_timestamp_us) % _TS_WRAP
+    common = (
+        f"{rssi},11,{sig_mode},0,{cwb},1,1,0,{stbc},0,0,{noise_floor},0,{channel},{secondary},"
+        f"{ts},0,{pairs.size // 2 + 40},0"
+    )
+    if layout == "esp-csi":
+        values = ",".join(map(str, pairs.tolist()))
+        return f'CSI_DATA,{seq},{mac},{common},{pairs.size},0,"[{values}]"'
+    if layout == "esp32-csi-tool":
+        values = " ".join(map(str, pairs.tolist()))
+        real_set = 0 if real_timestamp is None else 1
+        real = ts * 1e-6 if real_timestamp is None else real_timestamp
+        return f"CSI_DATA,STA,{mac},{common},{real_set},{real:.6f},{pairs.size},[{values} ]"
+    raise ValueError(f"layout must be 'esp-csi' or 'esp32-csi-tool', got {layout!r}")
