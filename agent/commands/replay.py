@@ -11,6 +11,7 @@ from agent.commands.base import COMMANDS, Command
 from agent.pipelines import PIPELINES
 from agent.runner import replay_capture
 from agent.sinks import SINKS, Sink
+from sensing.errors import AmbisenseError
 
 log = logging.getLogger("ambisense.replay")
 
@@ -49,6 +50,11 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    unknown = [n for n in args.pipeline or [] if n not in PIPELINES]
+    if unknown:
+        print(f"ambisense replay: error: unknown pipeline(s) {', '.join(unknown)}; "
+              f"known: {', '.join(PIPELINES.names())}", file=sys.stderr)
+        return 2
     sinks: list[Sink] = []
     if args.jsonl:
         sinks.append(SINKS.get("jsonl")())
@@ -67,16 +73,12 @@ def _run(args: argparse.Namespace) -> int:
                     path, sinks, pipeline_names=args.pipeline, pipeline_options=options,
                     realtime=args.realtime, progress=False if args.no_progress else None,
                 )
-            except (OSError, ValueError) as exc:
-                print(f"ambisense replay: {path}: {exc}", file=sys.stderr)
+            except AmbisenseError as exc:  # not a capture, broken beyond reading: go on
+                print(f"ambisense replay: error: {exc}", file=sys.stderr)
                 failed += 1
                 continue
-            except Exception as exc:  # an unsupported format etc.: report, go on
-                from sensing.errors import AmbisenseError
-
-                if not isinstance(exc, AmbisenseError):
-                    raise
-                print(f"ambisense replay: error: {exc}", file=sys.stderr)
+            except (OSError, ValueError) as exc:
+                print(f"ambisense replay: {path}: {exc}", file=sys.stderr)
                 failed += 1
                 continue
             print(
