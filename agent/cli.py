@@ -11,7 +11,10 @@ from agent.commands import COMMANDS
 from sensing.errors import AmbisenseError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI parser. With ``argv``, only the chosen subcommand's arguments are built, so
+    a command never imports what the others need (start-up stays fast on a Pi)."""
+    chosen = next((a for a in (argv or []) if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(
         prog="ambisense", description="Contact-free wireless sensing and health monitoring."
     )
@@ -20,13 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
-        cmd.configure(p)
+        if argv is None or chosen == name:
+            cmd.configure(p)
         p.set_defaults(_run=cmd.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,

@@ -15,11 +15,24 @@ class Registry(Generic[T]):
     ----------
     kind : str
         What the entries are ("format", "detector", …); used in error messages.
+    loader : callable, optional
+        Called once, on first lookup, to import the modules that fill the registry
+        (so that importing a package does not import every entry's dependencies).
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, loader: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._loader = loader
+
+    def set_loader(self, loader: Callable[[], None]) -> None:
+        """Set the function that imports the entries' modules on first lookup."""
+        self._loader = loader
+
+    def _load(self) -> None:
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader()
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name`` (names are unique)."""
@@ -34,6 +47,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Return the entry called ``name``; the error lists the known names."""
+        self._load()
         try:
             return self._entries[name]
         except KeyError:
@@ -41,13 +55,17 @@ class Registry(Generic[T]):
             raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._entries)
 
     def items(self) -> Iterator[tuple[str, T]]:
+        self._load()
         return iter(sorted(self._entries.items()))
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._entries
 
     def __len__(self) -> int:
+        self._load()
         return len(self._entries)

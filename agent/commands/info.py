@@ -1,4 +1,4 @@
-"""``ambisense info``: what a capture holds."""
+"""``ambisense info``: what a capture holds; ``--formats`` / ``--pipelines`` list what is supported."""
 
 from __future__ import annotations
 
@@ -6,15 +6,30 @@ import argparse
 import json
 
 from agent.commands.base import COMMANDS, Command
-from sensing.formats import open_capture
+from sensing.formats import FORMATS, open_capture
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("captures", nargs="+", metavar="CAPTURE")
+    p.add_argument("captures", nargs="*", metavar="CAPTURE")
     p.add_argument("--json", action="store_true", help="one JSON object per capture")
+    p.add_argument("--formats", action="store_true", help="list the supported capture formats")
+    p.add_argument("--pipelines", action="store_true", help="list the detector pipelines")
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.formats:
+        for name, cls in FORMATS.items():
+            print(f"{name:<16} {cls.modality:<9} {cls.description}")
+    if args.pipelines:
+        from agent.pipelines import PIPELINES
+
+        for name, cls in PIPELINES.items():
+            flag = "default" if cls.default else "opt-in"
+            print(f"{name:<16} {','.join(cls.modalities):<9} {flag:<8} "
+                  f"{','.join(cls.event_types):<28} {cls.description}")
+    if not args.captures and not (args.formats or args.pipelines):
+        print("ambisense info: error: give a CAPTURE, --formats or --pipelines")
+        return 2
     for path in args.captures:
         info = open_capture(path).info()
         if args.json:

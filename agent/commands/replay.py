@@ -26,8 +26,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
                    help="also publish to a broker: mqtt://[user@]host[:port] or mqtts://…; "
                         "password from AMBISENSE_MQTT_PASSWORD")
     p.add_argument("--pipeline", action="append", metavar="NAME",
-                   help=f"pipeline(s) to run (repeatable); default: all that apply. "
-                        f"Known: {', '.join(PIPELINES.names())}")
+                   help="pipeline(s) to run (repeatable); default: all that apply "
+                        "(`ambisense info --pipelines` lists them)")
     p.add_argument("--set", action="append", default=[], metavar="PIPELINE.KEY=VALUE",
                    help="pipeline option, e.g. wifi_breathing.window_s=30 (value parsed as JSON)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -14,6 +14,13 @@ from agent.pipelines.base import PIPELINES, Pipeline, pipelines_for
 
 __all__ = ["PIPELINES", "Pipeline", "pipelines_for"]
 
-for _mod in pkgutil.iter_modules(__path__):
-    if _mod.name != "base" and not _mod.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_mod.name}")
+
+
+def _load_all() -> None:
+    """Import every pipeline module (on first registry lookup: keeps CLI start-up fast)."""
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name != "base" and not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+PIPELINES.set_loader(_load_all)

@@ -17,7 +17,15 @@ from typing import Any
 
 from sensing.registry import Registry
 
-SIMULATORS: Registry[Callable[..., dict[str, Any]]] = Registry("simulator")
+
+def _load_all() -> None:
+    """Import every simulator module (on first registry lookup)."""
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+SIMULATORS: Registry[Callable[..., dict[str, Any]]] = Registry("simulator", loader=_load_all)
 
 
 def truth_path(out: str | os.PathLike) -> str:
@@ -36,7 +44,3 @@ def load_truth(out: str | os.PathLike) -> dict[str, Any]:
     with open(truth_path(out), encoding="utf-8") as fh:
         return json.load(fh)
 
-
-for _mod in pkgutil.iter_modules(__path__):
-    if not _mod.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_mod.name}")
