@@ -164,55 +164,72 @@ class Esp32LineParser:
             self._layout_cache[key] = hit
         return hit
 
-    def parse(self, line: str, where: str) -> dict[str, Any] | None:
-        """Parse one line; return a packet dict or ``None`` (rejected or not a CSI line).
+    def _split(self, line: str) -> tuple | str:
+        """Split a ``CSI_DATA`` line into header values and the array text.
 
-        The packet has ``csi`` (complex64, ascending subcarriers), ``subcarriers``,
-        ``time_s`` (stream seconds), ``rssi`` (dBm), ``noise_floor`` (dBm), ``channel``,
-        ``mac``, ``abs_time`` (POSIX seconds or None) and ``layout``.
+        Returns ``(layout_name, fields, body)`` or, on failure, a reject reason.
+        ``fields`` = (rssi, ts_us, channel, noise, key, first_invalid, abs_time, mac).
         """
+        lb = line.find("[")
+        rb = line.rfind("]")
+        if lb < 0 or rb < lb:
+            return "no_array"
+        head = line[:lb].rstrip('"').rstrip().rstrip(",").split(",")
+        layout = LAYOUTS.get(len(head))
+        if layout is None:
+            return "field_count"
+        ix = _INDEX[len(head)]
+        try:
+            if "sig_mode" in ix:
+                key = (int(head[ix["sig_mode"]]), int(head[ix["bandwidth"]]),
+                       int(head[ix["secondary_channel"]]), int(head[ix["stbc"]]))
+            else:
+                key = (0, 0, 0, 0)
+            abs_time = None
+            if "real_timestamp" in ix and int(head[ix["real_time_set"]]):
+                abs_time = float(head[ix["real_timestamp"]])
+            fields = (
+                int(head[ix["rssi"]]), int(head[ix["local_timestamp"]]),
+                int(head[ix["channel"]]), int(head[ix["noise_floor"]]), key,
+                int(head[ix["first_word"]]) if "first_word" in ix else 0,
+                abs_time, head[ix["mac"]],
+            )
+        except ValueError:
+            return "bad_field"
+        return layout[0], fields, line[lb + 1 : rb]
+
+    def _time_s(self, ts: int) -> float:
+        """Unwrap the 32-bit µs counter into stream seconds (wrap, or a device reset)."""
+        if self._ts0 is None:
+            self._ts0 = ts
+        elif self._ts_last is not None and ts + self._ts_offset < self._ts_last:
+            if self._ts_last - (ts + self._ts_offset) > _TS_WRAP // 2:
+                self._ts_offset += _TS_WRAP
+            else:  # device clock reset: continue from the last time
+                self._ts_offset = self._ts_last - ts
+        t_us = ts + self._ts_offset
+        self._ts_last = t_us
+        return (t_us - self._ts0) * 1e-6
+
+    def parse(self, line: str, where: str) -> dict[str, Any] | None:
+        """Parse one line; return a one-packet block (see :meth:`parse_block`) or ``None``
+        (rejected and counted, or not a CSI line)."""
         pos = line.find(MARKER)
         if pos < 0:
             self.other_lines += 1
             return None
         line = line[pos:].rstrip()
-        lb = line.find("[")
-        rb = line.rfind("]")
-        if lb < 0 or rb < lb:
-            self._reject(where, "no_array", "a '[...]' CSI array", _clip(line))
+        split = self._split(line)
+        if isinstance(split, str):
+            expected = {
+                "no_array": ("a '[...]' CSI array", _clip(line)),
+                "field_count": ("14, 24 or 25 fields before the CSI array",
+                                f"{len(line[: line.find('[')].split(','))} fields"),
+                "bad_field": ("numeric header fields", _clip(line[: line.find("[")], 60)),
+            }[split]
+            self._reject(where, split, *expected)
             return None
-        head = line[:lb].rstrip('"').rstrip().rstrip(",").split(",")
-        layout = LAYOUTS.get(len(head))
-        if layout is None:
-            self._reject(
-                where, "field_count", "14, 24 or 25 fields before the CSI array",
-                f"{len(head)} fields",
-            )
-            return None
-        name, cols = layout
-        ix = _INDEX[len(head)]
-        try:
-            rssi = int(head[ix["rssi"]])
-            ts = int(head[ix["local_timestamp"]])
-            channel = int(head[ix["channel"]])
-            noise = int(head[ix["noise_floor"]])
-            if "sig_mode" in ix:
-                sig_mode = int(head[ix["sig_mode"]])
-                cwb = int(head[ix["bandwidth"]])
-                secondary = int(head[ix["secondary_channel"]])
-                stbc = int(head[ix["stbc"]])
-            else:
-                sig_mode = cwb = secondary = stbc = 0
-            first_invalid = int(head[ix["first_word"]]) if "first_word" in ix else 0
-            if "real_timestamp" in ix:
-                real_set = int(head[ix["real_time_set"]])
-                real_ts = float(head[ix["real_timestamp"]])
-            else:
-                real_set, real_ts = 0, None
-        except ValueError as exc:
-            self._reject(where, "bad_field", "numeric header fields", str(exc))
-            return None
-        body = line[lb + 1 : rb]
+        name, (rssi, ts, channel, noise, key, first_invalid, abs_time, mac), body = split
         try:
             # C-speed parse; numpy >= 2 raises on any token that is not an integer
             raw = np.fromstring(body, dtype=np.int32, sep="," if "," in body else " ")
@@ -226,7 +243,7 @@ class Esp32LineParser:
         if raw.size and (raw.max() > 127 or raw.min() < -128):
             self._reject(where, "out_of_range", "int8 values (-128..127)", f"{raw.min()}..{raw.max()}")
             return None
-        start, stop, subcarriers, order = self._segment((sig_mode, cwb, secondary, stbc))
+        start, stop, subcarriers, order = self._segment(key)
         if stop == 0 or raw.size < 2 * stop:
             self._reject(
                 where, "short_array",
@@ -234,34 +251,99 @@ class Esp32LineParser:
                 f"{raw.size}",
             )
             return None
-        seg = raw[2 * start : 2 * stop].astype(np.float32)
-        if first_invalid and start == 0:
-            seg[:4] = 0.0
-        csi = np.empty(stop - start, dtype=np.complex64)
-        csi.real = seg[1::2]
-        csi.imag = seg[0::2]
-        # time: unwrap the 32-bit microsecond counter into stream seconds
-        if self._ts0 is None:
-            self._ts0 = ts
-        elif self._ts_last is not None and ts + self._ts_offset < self._ts_last:
-            if self._ts_last - (ts + self._ts_offset) > _TS_WRAP // 2:
-                self._ts_offset += _TS_WRAP
-            else:  # device clock reset: continue from the last time
-                self._ts_offset = self._ts_last - ts
-        t_us = ts + self._ts_offset
-        self._ts_last = t_us
         self.layout_name = name
+        return self._block(
+            raw[None, :], [first_invalid], [ts], [rssi], [noise], channel, mac,
+            abs_time, key,
+        )
+
+    def _block(self, raw, first_invalid, ts, rssi, noise, channel, mac, abs_time, key):
+        start, stop, subcarriers, order = self._segment(key)
+        seg = raw[:, 2 * start : 2 * stop].astype(np.float32)
+        if start == 0 and any(first_invalid):
+            seg[np.asarray(first_invalid, bool), :4] = 0.0
+        csi = np.empty((len(seg), stop - start), dtype=np.complex64)
+        csi.real = seg[:, 1::2]
+        csi.imag = seg[:, 0::2]
+        times = np.fromiter((self._time_s(t) for t in ts), np.float64, len(ts))
         return {
-            "csi": csi[order],
+            "csi": csi[:, order],
             "subcarriers": subcarriers,
-            "time_s": (t_us - self._ts0) * 1e-6,
-            "rssi": rssi,
-            "noise_floor": noise,
+            "time_s": times,
+            "rssi": np.asarray(rssi, np.int16),
+            "noise_floor": np.asarray(noise, np.int16),
             "channel": channel,
-            "mac": head[ix["mac"]],
-            "abs_time": real_ts if real_set else None,
-            "bandwidth_mhz": 40 if (cwb and secondary) else 20,
+            "mac": mac,
+            "abs_time": abs_time,
+            "bandwidth_mhz": 40 if (key[2] and key[1]) else 20,
         }
+
+    def parse_block(self, items: list[tuple[int, str]]) -> list[dict[str, Any]]:
+        """Parse many lines at once (the file-replay hot path).
+
+        A block of well-formed lines sharing one layout is decoded with a single numpy
+        call; any irregular line sends the whole block through :meth:`parse` line by line,
+        so the result and the counted rejects are exactly those of the per-line parser.
+
+        Returns
+        -------
+        list of dict
+            Packet blocks: ``csi`` (n, n_subcarriers) complex64 in ascending subcarrier
+            order, ``subcarriers``, ``time_s`` (n,) stream seconds, ``rssi`` and
+            ``noise_floor`` (n,) dBm, ``channel``, ``mac``, ``abs_time`` (POSIX s of the
+            first row, or None) and ``bandwidth_mhz``.
+        """
+        fast = self._fast_block(items)
+        if fast is not None:
+            return [fast]
+        out = []
+        for n, text in items:
+            blk = self.parse(text, f"line {n}")
+            if blk is not None:
+                out.append(blk)
+        return out
+
+    def _fast_block(self, items: list[tuple[int, str]]) -> dict[str, Any] | None:
+        if not items:
+            return None
+        splits = []
+        for _, text in items:
+            if not text.startswith(MARKER):
+                return None
+            split = self._split(text.rstrip())
+            if isinstance(split, str):
+                return None
+            splits.append(split)
+        name, first, body0 = splits[0]
+        sep = "," if "," in body0 else " "
+        key = first[4]
+        if any(s[1][4] != key or s[0] != name for s in splits):
+            return None
+        bodies = [s[2].strip(sep + " ") for s in splits]
+        counts = [b.count(sep) + 1 for b in bodies]
+        width = counts[0]
+        if width % 2 or any(c != width for c in counts):
+            return None
+        try:
+            raw = np.fromstring(sep.join(bodies), dtype=np.int32, sep=sep)
+        except ValueError:
+            return None
+        if raw.size != width * len(bodies) or raw.max() > 127 or raw.min() < -128:
+            return None
+        _, stop, _, _ = self._segment(key)
+        if stop == 0 or width < 2 * stop:
+            return None
+        fields = [s[1] for s in splits]
+        self.layout_name = name
+        abs_time = next((f[6] for f in fields if f[6] is not None), None)
+        first_abs = next((i for i, f in enumerate(fields) if f[6] is not None), 0)
+        blk = self._block(
+            raw.reshape(len(bodies), width), [f[5] for f in fields], [f[1] for f in fields],
+            [f[0] for f in fields], [f[3] for f in fields], fields[-1][2], fields[-1][7],
+            abs_time, key,
+        )
+        blk["abs_row"] = first_abs
+        return blk
 
 
 def _is_int(tok: str) -> bool:
@@ -277,7 +359,7 @@ def _clip(s: str, n: int = 40) -> str:
 
 
 class PacketBatcher:
-    """Groups parsed CSI packets into :class:`Frames` of at most ``chunk_size`` rows.
+    """Groups parsed packet blocks into :class:`Frames` of at most ``chunk_size`` rows.
 
     A chunk is closed early when the subcarrier layout changes, so that every chunk
     has one shape.
@@ -287,41 +369,63 @@ class PacketBatcher:
         self.source = source
         self.chunk_size = chunk_size
         self.meta = meta
-        self._rows: list[dict[str, Any]] = []
+        self._blocks: list[dict[str, Any]] = []
+        self._rows = 0
         self._t0: datetime | None = None
 
-    def add(self, pkt: dict[str, Any]) -> list[Frames]:
-        """Add one packet; return the chunks it completed (usually none, at most two)."""
+    def add(self, blk: dict[str, Any]) -> list[Frames]:
+        """Add a packet block; return the chunks it completed."""
         out: list[Frames] = []
-        if self._rows and len(pkt["subcarriers"]) != len(self._rows[0]["subcarriers"]):
+        if self._blocks and len(blk["subcarriers"]) != len(self._blocks[0]["subcarriers"]):
             out.append(self.flush())
-        if self._t0 is None and pkt["abs_time"] is not None:
-            self._t0 = datetime.fromtimestamp(pkt["abs_time"] - pkt["time_s"], tz=timezone.utc)
-        self._rows.append(pkt)
-        if len(self._rows) >= self.chunk_size:
-            out.append(self.flush())
+        if self._t0 is None and blk["abs_time"] is not None:
+            row = blk.get("abs_row", 0)
+            self._t0 = datetime.fromtimestamp(
+                blk["abs_time"] - blk["time_s"][row], tz=timezone.utc
+            )
+        self._blocks.append(blk)
+        self._rows += len(blk["time_s"])
+        while self._rows >= self.chunk_size:
+            out.append(self._take(self.chunk_size))
         return out
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return self._rows
 
     def flush(self) -> Frames | None:
-        rows, self._rows = self._rows, []
-        if not rows:
-            return None
-        data = np.stack([r["csi"] for r in rows])[:, :, None, None]
-        times = np.fromiter((r["time_s"] for r in rows), dtype=np.float64, count=len(rows))
-        fields = {
-            "rssi": np.fromiter((r["rssi"] for r in rows), np.int16, len(rows)),
-            "noise_floor": np.fromiter((r["noise_floor"] for r in rows), np.int16, len(rows)),
-        }
+        return self._take(self._rows) if self._rows else None
+
+    def _take(self, n: int) -> Frames:
+        """Remove the first ``n`` rows and return them as one chunk."""
+        parts: list[dict[str, Any]] = []
+        need = n
+        while need:
+            blk = self._blocks[0]
+            m = len(blk["time_s"])
+            if m <= need:
+                parts.append(self._blocks.pop(0))
+                need -= m
+            else:
+                head = {k: (v[:need] if k in _ROW_KEYS else v) for k, v in blk.items()}
+                self._blocks[0] = {k: (v[need:] if k in _ROW_KEYS else v) for k, v in blk.items()}
+                parts.append(head)
+                need = 0
+        self._rows -= n
+        cat = (lambda k: parts[0][k]) if len(parts) == 1 else (
+            lambda k: np.concatenate([p[k] for p in parts]))
+        last = parts[-1]
         meta = dict(self.meta)
-        meta.update(channel=rows[-1]["channel"], mac=rows[-1]["mac"],
-                    bandwidth_mhz=rows[-1]["bandwidth_mhz"])
+        meta.update(channel=last["channel"], mac=last["mac"], bandwidth_mhz=last["bandwidth_mhz"])
         return Frames(
-            data=data, times_s=times, fs_hz=None, modality="wifi_csi", source=self.source,
-            subcarriers=rows[0]["subcarriers"], t0=self._t0, fields=fields, meta=meta,
+            data=cat("csi")[:, :, None, None], times_s=cat("time_s"), fs_hz=None,
+            modality="wifi_csi", source=self.source, subcarriers=parts[0]["subcarriers"],
+            t0=self._t0, fields={"rssi": cat("rssi"), "noise_floor": cat("noise_floor")},
+            meta=meta,
         )
+
+
+#: Per-row keys of a packet block (split when a block straddles two chunks).
+_ROW_KEYS = frozenset({"csi", "time_s", "rssi", "noise_floor"})
 
 
 def iter_lines(fh: IO[bytes]) -> Iterator[tuple[int, str]]:
@@ -331,13 +435,19 @@ def iter_lines(fh: IO[bytes]) -> Iterator[tuple[int, str]]:
 
 
 def frames_from_lines(
-    lines: Iterable[tuple[int, str]], parser: Esp32LineParser, batcher: PacketBatcher
+    lines: Iterable[tuple[int, str]], parser: Esp32LineParser, batcher: PacketBatcher,
+    block_lines: int = 256,
 ) -> Iterator[Frames]:
-    """Parse numbered lines and yield chunks (used by file replay and tests)."""
-    for n, text in lines:
-        pkt = parser.parse(text, f"line {n}")
-        if pkt is not None:
-            yield from batcher.add(pkt)
+    """Parse numbered lines in blocks and yield chunks (file replay)."""
+    block: list[tuple[int, str]] = []
+    for item in lines:
+        block.append(item)
+        if len(block) >= block_lines:
+            for blk in parser.parse_block(block):
+                yield from batcher.add(blk)
+            block = []
+    for blk in parser.parse_block(block):
+        yield from batcher.add(blk)
     fr = batcher.flush()
     if fr is not None:
         yield fr
