@@ -1,0 +1,574 @@
+"""Nexmon CSI (seemoo-lab/nexmon_csi) UDP packets: pcap captures and payload decoding.
+
+The patched Broadcom firmware sends one UDP packet (10.10.10.10 → 255.255.255.255, port
+5500) per received Wi-Fi frame, per receive core and spatial stream. UDP payload:
+
+=========  =====  =====================================================================
+offset     bytes  field
+=========  =====  =====================================================================
+0          2/4    magic ``0x1111`` — either 4 bytes ``11 11 11 11``, or 2 bytes followed by
+                  ``rssi`` (int8, dBm) and ``fc`` (uint8, 802.11 frame-control byte)
+4          6      source MAC of the Wi-Fi frame
+10         2      sequence number (uint16 LE; 802.11 sequence control)
+12         2      core (bits 0–2) and spatial stream (bits 3–5)
+14         2      chanspec (uint16 LE: channel bits 0–7, bandwidth bits 11–13)
+16         2      chip version (0x0065 bcm43455c0, 0x0001 bcm4339, 0x006a bcm4366c0,
+                  0xdead bcm4358)
+18         4·nfft CSI, FFT order; nfft = 64/128/256/512 for 20/40/80/160 MHz
+=========  =====  =====================================================================
+
+CSI encodings: bcm43455c0 and bcm4339 send int16 (real, imag) pairs; bcm4358 and
+bcm4366c0 send packed floating point words (``unpack_float.c``: 9-bit mantissa/5-bit
+exponent for 4358, 12/6 for 4366c0), decoded here by :func:`unpack_float`.
+
+Some captured frames carry 4 zero bytes after the UDP datagram (beyond the IP and UDP
+lengths: 18 of 566 in ``example_43455c0.pcap``, 407 of 4000 in ``output-40.pcap``). Their
+CSI is at the usual place: we decode every packet and put the number of bytes captured
+after the CSI in ``fields["extra_bytes"]``. (MATLAB ``csireader.m`` skips those
+packets, leaving all-zero rows at the end of its preallocated buffer; CSIKit drops them and
+pads, so its rows no longer line up with their timestamps. csiread decodes them like we do.)
+
+Frames layout: **one row per UDP packet**, ``data`` complex64 ``(n, nfft, 1, 1)`` with the
+subcarriers re-ordered to ascending index ``-nfft/2 … nfft/2 − 1`` (``Frames.subcarriers``).
+The receive core and spatial stream of each row are ``fields["core"]``/``["spatial"]`` and
+rows of one Wi-Fi frame share ``fields["seq"]``; select a core/stream with
+``frames.fields["core"] == 0`` rather than relying on a fixed packet pattern, since the
+firmware drops packets independently. Other per-row fields: ``chanspec``, ``chip_version``,
+``rssi`` (dBm, NaN for the 4-byte-magic header), ``fc`` (−1 when absent), ``src_mac``
+(uint64 of the 6 bytes), ``extra_bytes``. A chunk never mixes FFT sizes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from sensing.errors import CaptureFormatError, Reject, RejectLog, UnsupportedFormatError
+from sensing.formats.base import FORMATS, CaptureReader
+from sensing.formats.intel5300 import record_blocks
+from sensing.frames import Frames
+
+NEXMON_PORT = 5500
+#: Bytes of the Nexmon header before the CSI.
+HEADER_BYTES = 18
+#: chip version field → chip name.
+CHIPS = {0x0065: "bcm43455c0", 0x0001: "bcm4339", 0x006A: "bcm4366c0", 0xDEAD: "bcm4358"}
+#: Chips whose CSI is packed float, with (mantissa bits, exponent bits) of ``unpack_float.c``.
+FLOAT_FORMATS = {"bcm4358": (9, 5), "bcm4366c0": (12, 6)}
+#: chanspec bandwidth field (bits 11–13) → MHz.
+CHANSPEC_BW = {2: 20, 3: 40, 4: 80, 5: 160}
+_BW_LUT = np.array([CHANSPEC_BW.get(i, 0) for i in range(8)], dtype=np.int64)
+#: chip version codes of the packed-float chips.
+_FLOAT_CODES = np.array([c for c, name in CHIPS.items() if name in FLOAT_FORMATS])
+
+PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("little", 1e-6),
+    b"\xa1\xb2\xc3\xd4": ("big", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("little", 1e-9),
+    b"\xa1\xb2\x3c\x4d": ("big", 1e-9),
+}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+#: pcap link types → bytes before the IPv4 header (None: Ethernet/SLL, read the type field).
+LINKTYPES = {1: "ethernet", 113: "linux_sll", 101: "raw", 228: "raw", 12: "raw"}
+BLOCK_BYTES = 1 << 20
+MAX_SNAPLEN = 1 << 18
+#: Bad packets described in full per decode call (the rest are only counted).
+MAX_DESCRIBED = 32
+
+
+def unpack_float(words: np.ndarray, nman: int, nexp: int, nbits: int = 10) -> np.ndarray:
+    """Decode Broadcom packed floating-point CSI words (``unpack_float_acphy``, vectorised).
+
+    Parameters
+    ----------
+    words : numpy.ndarray
+        uint32 ``(n, nfft)``: one word per subcarrier, one row per packet.
+    nman, nexp : int
+        Mantissa and exponent widths (9, 5 for bcm4358; 12, 6 for bcm4366c0).
+    nbits : int
+        Target magnitude bits of the largest value in a packet (autoscale).
+
+    Returns
+    -------
+    numpy.ndarray
+        complex64 ``(n, nfft)`` with integer-valued real/imaginary parts, identical to the
+        MATLAB mex ``unpack_float(fmt, nfft, H)`` of nexmon_csi.
+    """
+    h = np.asarray(words, dtype=np.uint32).astype(np.int64)
+    iq_mask = (1 << (nman - 1)) - 1
+    e_mask = (1 << nexp) - 1
+    e_p = 1 << (nexp - 1)
+    sgnr = 1 << (nexp + 2 * nman - 1)
+    sgni = sgnr >> nman
+    vi = (h >> (nexp + nman)) & iq_mask
+    vq = (h >> nexp) & iq_mask
+    e = h & e_mask
+    e = np.where(e >= e_p, e - 2 * e_p, e)
+    x = vi | vq
+    msb = np.frexp(x.astype(np.float64))[1].astype(np.int64) - 1  # floor(log2 x) for x > 0
+    top = np.where(x > 0, e + msb, -e_p)
+    maxbit = np.maximum(top.max(axis=1, keepdims=True, initial=-e_p), -e_p)
+    ee = e + (nbits - maxbit)
+
+    def scale(v: np.ndarray) -> np.ndarray:
+        left = np.left_shift(v, np.clip(ee, 0, 40))
+        right = np.right_shift(v, np.clip(-ee, 0, 63))
+        return np.where(ee < -nman, 0, np.where(ee < 0, right, left))
+
+    re = scale(vi) * np.where(h & sgnr, -1, 1)
+    im = scale(vq) * np.where(h & sgni, -1, 1)
+    out = np.empty(h.shape, dtype=np.complex64)
+    out.real = re
+    out.imag = im
+    return out
+
+
+def decode_payloads(
+    pay: np.ndarray, lengths: np.ndarray, *, chip: str | None = None,
+    body: Callable[[np.ndarray | None, int], np.ndarray] | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[tuple[int, str, str, str]]]:
+    """Decode Nexmon CSI UDP payloads.
+
+    Parameters
+    ----------
+    pay : numpy.ndarray
+        uint8 ``(n, width)``; row ``i`` holds a payload of ``lengths[i] <= width`` bytes
+        (with ``body`` given, only the first 18 header bytes are read from it).
+    lengths : numpy.ndarray
+        Payload length of each row in bytes.
+    chip : str, optional
+        Force the chip (``"bcm43455c0"``, ``"bcm4339"``, ``"bcm4358"``, ``"bcm4366c0"``)
+        instead of reading it from the chip version field.
+    body : callable, optional
+        ``body(rows, nbytes)`` returns the ``nbytes`` CSI bytes after the header of the
+        given rows (``None``: all rows) as a contiguous uint8 ``(m, nbytes)`` array; lets a
+        caller gather the CSI straight from a file buffer. Default: ``pay[rows, 18:]``.
+
+    Returns
+    -------
+    rows : dict of str → numpy.ndarray
+        ``csi`` complex64 ``(m, max nfft)`` in ascending subcarrier order (rows with a
+        smaller ``rows["nfft"]`` are zero-padded at the end) and the per-row fields, for
+        the ``m`` good rows in input order.
+    good : numpy.ndarray
+        Indices (into ``pay``) of the decoded rows.
+    bad : list of (row, reason, expected, got)
+        Rows that could not be decoded.
+    """
+    n, width = pay.shape
+    bad: list[tuple[int, str, str, str]] = []
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if width < HEADER_BYTES:
+        return {}, np.empty(0, np.int64), [
+            (i, "short_payload", f"at least {HEADER_BYTES} bytes", f"{int(lengths[i])}")
+            for i in range(n)]
+    u16 = pay[:, :HEADER_BYTES].astype(np.uint16)
+    magic_ok = (u16[:, 0] == 0x11) & (u16[:, 1] == 0x11)
+    four = magic_ok & (u16[:, 2] == 0x11) & (u16[:, 3] == 0x11)
+    chanspec = u16[:, 14] | (u16[:, 15] << 8)
+    chip_version = u16[:, 16] | (u16[:, 17] << 8)
+    bw = _BW_LUT[(chanspec >> 11) & 7]
+    nfft = bw * 16 // 5  # 20 MHz → 64 … 160 MHz → 512
+    extra = lengths - HEADER_BYTES - 4 * nfft
+    ok = magic_ok & (lengths >= HEADER_BYTES) & (nfft > 0) & (extra >= 0)
+    if not ok.all():
+        for i in np.flatnonzero(~ok):
+            if len(bad) >= MAX_DESCRIBED:
+                reason = ("bad_magic" if not magic_ok[i] else "short_payload"
+                          if lengths[i] < HEADER_BYTES else "bad_chanspec" if nfft[i] == 0
+                          else "short_csi")
+                bad.append((int(i), reason, "", ""))
+            elif not magic_ok[i]:
+                bad.append((int(i), "bad_magic", "Nexmon magic 0x1111",
+                            pay[i, :4].tobytes().hex()))
+            elif lengths[i] < HEADER_BYTES:
+                bad.append((int(i), "short_payload", f"at least {HEADER_BYTES} bytes",
+                            f"{int(lengths[i])}"))
+            elif nfft[i] == 0:
+                bad.append((int(i), "bad_chanspec", "chanspec bandwidth 20/40/80/160 MHz",
+                            f"0x{int(chanspec[i]):04x}"))
+            else:
+                bad.append((int(i), "short_csi", f"{HEADER_BYTES + 4 * int(nfft[i])} bytes "
+                            f"for {int(bw[i])} MHz", f"{int(lengths[i])} bytes"))
+        good = np.flatnonzero(ok)
+    else:
+        good = np.arange(n)
+    if not len(good):
+        return {}, good, bad
+    if chip is not None:
+        is_float = np.full(n, chip in FLOAT_FORMATS)
+    else:
+        is_float = np.isin(chip_version, _FLOAT_CODES)
+    whole = len(good) == n
+    g_nfft = nfft if whole else nfft[good]
+    g_float = is_float if whole else is_float[good]
+    nf_max = int(g_nfft.max())
+    single = bool((g_nfft == nf_max).all()) and not g_float.any()
+    csi = np.empty((len(good), nf_max), np.complex64) if single else \
+        np.zeros((len(good), nf_max), np.complex64)
+    for nf in ([nf_max] if single else np.unique(g_nfft).tolist()):
+        for fl in ((False,) if single else (False, True)):
+            at = None if single else np.flatnonzero((g_nfft == nf) & (g_float == fl))
+            if at is not None and not len(at):
+                continue
+            rows_sel = good if at is None else good[at]
+            everything = len(rows_sel) == n
+            if body is not None:
+                raw = body(None if everything else rows_sel, 4 * nf)
+            else:
+                raw = np.ascontiguousarray(pay[:, HEADER_BYTES: HEADER_BYTES + 4 * nf]
+                                           if everything else
+                                           pay[rows_sel, HEADER_BYTES: HEADER_BYTES + 4 * nf])
+            h = nf // 2
+            if fl:
+                dec = np.empty((len(rows_sel), nf), np.complex64)
+                names = np.array([chip or CHIPS[int(c)] for c in chip_version[rows_sel]])
+                for name in np.unique(names):
+                    sub = names == name
+                    nman, nexp = FLOAT_FORMATS[str(name)]
+                    dec[sub] = unpack_float(raw[sub].view("<u4"), nman, nexp)
+                # FFT order → ascending subcarrier index
+                if at is None:
+                    csi[:, :h] = dec[:, h:]
+                    csi[:, h:nf] = dec[:, :h]
+                else:
+                    csi[at, :h] = dec[:, h:]
+                    csi[at, h:nf] = dec[:, :h]
+            else:
+                # int16 (re, im) pairs straight into the float32 view of the output, with the
+                # FFT order → ascending subcarrier order swap done by the two slices
+                iq = raw.view("<i2")
+                if at is None:
+                    out = csi.view(np.float32)
+                    out[:, :nf] = iq[:, nf:]
+                    out[:, nf: 2 * nf] = iq[:, :nf]
+                else:
+                    part = np.empty((len(at), nf), np.complex64)
+                    pf = part.view(np.float32)
+                    pf[:, :nf] = iq[:, nf:]
+                    pf[:, nf:] = iq[:, :nf]
+                    csi[at, :nf] = part
+    g = good
+    sub16 = u16 if whole else u16[g]
+    mac = np.zeros(len(g), dtype=np.uint64)
+    macb = (pay[:, 4:10] if whole else pay[g, 4:10]).astype(np.uint64)
+    for k in range(6):
+        mac = (mac << np.uint64(8)) | macb[:, k]
+    css = sub16[:, 12] | (sub16[:, 13] << 8)
+    g_four = four if whole else four[g]
+    rows = {
+        "csi": csi,
+        "seq": sub16[:, 10] | (sub16[:, 11] << 8),
+        "core": (css & 7).astype(np.uint8),
+        "spatial": ((css >> 3) & 7).astype(np.uint8),
+        "chanspec": chanspec if whole else chanspec[g],
+        "chip_version": chip_version if whole else chip_version[g],
+        "rssi": np.where(g_four, np.float32(np.nan), sub16[:, 2].astype(np.int8)).astype(np.float32),
+        "fc": np.where(g_four, -1, sub16[:, 3].astype(np.int16)).astype(np.int16),
+        "src_mac": mac,
+        "extra_bytes": (extra if whole else extra[g]).astype(np.int32),
+        "nfft": g_nfft,
+    }
+    return rows, g, bad
+
+
+def select_stream(
+    rows: dict[str, np.ndarray], core: int | None, spatial: int | None
+) -> tuple[dict[str, np.ndarray], int]:
+    """Keep the rows of one receive core and/or spatial stream; returns (rows, dropped)."""
+    if core is None and spatial is None:
+        return rows, 0
+    keep = np.ones(len(rows["nfft"]), dtype=bool)
+    if core is not None:
+        keep &= rows["core"] == core
+    if spatial is not None:
+        keep &= rows["spatial"] == spatial
+    if keep.all():
+        return rows, 0
+    return {k: v[keep] for k, v in rows.items()}, int(np.count_nonzero(~keep))
+
+
+def chip_name(chip_version: int, chip: str | None = None) -> str:
+    """Chip name of a chip version field (or the forced ``chip``)."""
+    return chip or CHIPS.get(int(chip_version), f"unknown (0x{int(chip_version):04x})")
+
+
+def chanspec_info(chanspec: int) -> dict[str, Any]:
+    """Channel number, bandwidth (MHz) and band (GHz) of a Broadcom d11ac chanspec."""
+    band = {0x0000: 2.4, 0x4000: 2.4, 0xC000: 5.0, 0x8000: 6.0}.get(chanspec & 0xC000)
+    return {"channel": chanspec & 0xFF,
+            "bandwidth_mhz": CHANSPEC_BW.get((chanspec >> 11) & 7),
+            "band_ghz": band}
+
+
+def frames_from_rows(
+    rows: dict[str, np.ndarray], times_s: np.ndarray, source: str, meta: dict[str, Any],
+    chunk_size: int, t0: datetime | None, chip: str | None = None,
+) -> Iterator[Frames]:
+    """Cut decoded rows into :class:`Frames` of at most ``chunk_size`` rows and one nfft."""
+    if not len(rows["nfft"]):
+        return
+    nfft = rows["nfft"]
+    n = len(nfft)
+    cuts = np.flatnonzero(nfft[1:] != nfft[:-1]) + 1
+    bounds = np.concatenate([[0], cuts, [n]]).astype(int)
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        nf = int(nfft[a])
+        for lo in range(a, b, chunk_size):
+            hi = min(lo + chunk_size, b)
+            csi = rows["csi"][lo:hi, :nf]
+            fields = {k: rows[k][lo:hi] for k in (
+                "seq", "core", "spatial", "chanspec", "chip_version", "rssi", "fc", "src_mac",
+                "extra_bytes")}
+            m = dict(meta)
+            m.update(chanspec_info(int(rows["chanspec"][hi - 1])))
+            m["chip"] = chip_name(rows["chip_version"][hi - 1], chip)
+            m["nfft"] = nf
+            m["header"] = "rssi+fc" if not np.isnan(rows["rssi"][hi - 1]) else "4-byte magic"
+            yield Frames(
+                data=csi.reshape(hi - lo, nf, 1, 1), times_s=times_s[lo:hi], fs_hz=None,
+                modality="wifi_csi", source=source,
+                subcarriers=np.arange(-nf // 2, nf // 2), t0=t0, fields=fields, meta=m,
+            )
+
+
+@FORMATS.register("nexmon_pcap")
+class NexmonPcapReader(CaptureReader):
+    """Reader for Nexmon CSI UDP packets captured with tcpdump (classic pcap).
+
+    Parameters
+    ----------
+    path, chunk_size, source
+        See :class:`~sensing.formats.base.CaptureReader`.
+    port : int
+        UDP destination port of the CSI packets (5500). Other packets are skipped and
+        counted in ``info()["other_packets"]``.
+    chip : str, optional
+        Force the chip instead of reading it from the chip version field.
+    core, spatial : int, optional
+        Keep only the packets of this receive core / spatial stream (multi-core chips such
+        as bcm4358/bcm4366c0 send one packet per core and stream); the others are counted
+        in ``info()["other_streams"]``.
+
+    Times are the pcap timestamps relative to the first CSI packet; ``t0`` is its UTC time.
+    """
+
+    name = "nexmon_pcap"
+    modality = "wifi_csi"
+    extensions = (".pcap", ".cap")
+    description = "Nexmon CSI UDP packets in a classic pcap (bcm43455c0, bcm4339, bcm4358, bcm4366c0)"
+
+    def __init__(
+        self, path: str | os.PathLike, *, chunk_size: int = 256, source: str | None = None,
+        port: int = NEXMON_PORT, chip: str | None = None, core: int | None = None,
+        spatial: int | None = None,
+    ) -> None:
+        super().__init__(path, chunk_size=chunk_size, source=source)
+        if chip is not None and chip not in set(CHIPS.values()):
+            raise ValueError(f"chip must be one of {sorted(set(CHIPS.values()))}, got {chip!r}")
+        self.port = port
+        self.chip = chip
+        self.core = core
+        self.spatial = spatial
+        self.other_packets = 0
+        self.other_streams = 0
+
+    @classmethod
+    def sniff(cls, head: bytes, path: str) -> bool:
+        """A classic pcap whose first packets include a UDP datagram to port 5500 with the
+        Nexmon magic."""
+        if len(head) < 24 or head[:4] not in PCAP_MAGIC:
+            return False
+        order, _ = PCAP_MAGIC[head[:4]]
+        link = int.from_bytes(head[20:24], order) & 0x0FFFFFFF
+        if link not in LINKTYPES:
+            return False
+        pos = 24
+        while pos + 16 <= len(head):
+            incl = int.from_bytes(head[pos + 8: pos + 12], order)
+            if incl > MAX_SNAPLEN:
+                return False
+            pkt = head[pos + 16: pos + 16 + incl]
+            off = _udp_payload_offset(pkt, link)
+            if off is not None and len(pkt) >= off + 2 and pkt[off:off + 2] == b"\x11\x11" \
+                    and int.from_bytes(pkt[off - 6: off - 4], "big") == NEXMON_PORT:
+                return True
+            pos += 16 + incl
+        return False
+
+    def _header(self, fh) -> tuple[str, float, int]:
+        head = fh.read(24)
+        if head[:4] == PCAPNG_MAGIC:
+            raise UnsupportedFormatError(
+                f"{self.path}: pcapng is not supported; save as classic pcap "
+                "(tcpdump -w, or editcap -F pcap in.pcapng out.pcap)")
+        if len(head) < 24 or head[:4] not in PCAP_MAGIC:
+            raise CaptureFormatError(self.path, "byte 0", "a 24-byte pcap global header with "
+                                     "magic a1b2c3d4/a1b23c4d", repr(head[:4]))
+        order, unit = PCAP_MAGIC[head[:4]]
+        link = int.from_bytes(head[20:24], order) & 0x0FFFFFFF
+        if link not in LINKTYPES:
+            raise CaptureFormatError(self.path, "byte 20", "link type Ethernet (1), Linux SLL "
+                                     "(113) or raw IPv4 (101/228)", str(link))
+        return order, unit, link
+
+    def _decode(
+        self, arr: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, base: int, order: str,
+        link: int,
+    ) -> dict[str, np.ndarray] | None:
+        """Decode the pcap records at ``offsets`` (sizes ``sizes``) of the block ``arr``.
+
+        Each header is gathered as a small row per record (pcap + link + IPv4, then UDP,
+        then the Nexmon header) and the CSI bytes as one row per packet, straight from the
+        block: no per-packet Python and no copy of whole records.
+        """
+        n = len(offsets)
+        kind = LINKTYPES[link]
+        l2 = {"ethernet": 14, "linux_sll": 16, "raw": 0}[kind]
+        end = len(arr)
+
+        def rows_at(starts: np.ndarray, width: int) -> np.ndarray:
+            """``(len(starts), width)`` bytes at ``starts`` (rows past the end are clipped;
+            callers only use rows whose record is long enough)."""
+            if end < width:
+                return np.zeros((len(starts), width), np.uint8)
+            if len(starts) > 1:
+                step = int(starts[1] - starts[0])
+                if step >= width and int(starts[-1]) + width <= end and \
+                        (np.diff(starts) == step).all():  # regular capture: a view, no copy
+                    return np.lib.stride_tricks.as_strided(
+                        arr[int(starts[0]):], shape=(len(starts), width), strides=(step, 1),
+                        writeable=False)
+            win = np.lib.stride_tricks.sliding_window_view(arr, width)
+            return win[np.clip(starts, 0, end - width)]
+
+        captured = sizes - 16
+        low = rows_at(offsets, 16 + l2 + 20)
+        dt = np.dtype(">u4" if order == "big" else "<u4")
+        hdr = np.ascontiguousarray(low[:, :8]).view(dt)
+        pkt = low[:, 16:]
+        ok = captured >= l2 + 28
+        if kind == "ethernet":
+            ok &= (pkt[:, 12] == 0x08) & (pkt[:, 13] == 0x00)
+        elif kind == "linux_sll":
+            ok &= (pkt[:, 14] == 0x08) & (pkt[:, 15] == 0x00)
+        ver_ihl = pkt[:, l2]
+        ihl = (ver_ihl & 0x0F).astype(np.int64) * 4
+        ok &= ((ver_ihl >> 4) == 4) & (ihl >= 20) & (pkt[:, l2 + 9] == 17)
+        udp = l2 + ihl  # UDP header offset within the packet
+        ok &= udp + 8 <= captured
+        uh = rows_at(offsets + 16 + udp, 8).astype(np.int64)
+        dport = (uh[:, 2] << 8) | uh[:, 3]
+        ulen = (uh[:, 4] << 8) | uh[:, 5]
+        ok &= dport == self.port
+        if not ok.all():
+            self.other_packets += int(np.count_nonzero(~ok))
+            if not ok.any():
+                return None
+            sel = np.flatnonzero(ok)
+        else:
+            sel = None
+        pick = (lambda a: a) if sel is None else (lambda a: a[sel])
+        avail = pick(captured - udp - 8)
+        plen = pick(ulen) - 8
+        start = pick(offsets + 16 + udp + 8)  # payload offset in the block
+        short = plen > avail
+        if short.any():
+            idx = np.arange(n) if sel is None else sel
+            for i in np.flatnonzero(short)[: self.rejects.keep]:
+                self.rejects.add(Reject(self.path, f"byte {base + int(offsets[idx[i]])}",
+                                        "truncated_packet", f"{int(plen[i])} UDP payload bytes",
+                                        f"{int(avail[i])} captured"))
+            k = int(np.count_nonzero(short))
+            self.rejects.counts["truncated_packet"] += k - min(k, self.rejects.keep)
+            keep = ~short
+            sel = idx[keep]
+            avail, plen, start = avail[keep], plen[keep], start[keep]
+            if not len(sel):
+                return None
+        head = rows_at(start, HEADER_BYTES)
+
+        def body(rows: np.ndarray | None, nbytes: int) -> np.ndarray:
+            at = start + HEADER_BYTES if rows is None else start[rows] + HEADER_BYTES
+            return rows_at(at, nbytes)
+
+        rows, good, bad = decode_payloads(head, plen, chip=self.chip, body=body)
+        idx = np.arange(n) if sel is None else sel
+        for i, reason, expected, got in bad:
+            if expected and len(self.rejects.first) < self.rejects.keep:
+                self.rejects.add(Reject(self.path, f"byte {base + int(offsets[idx[i]])}",
+                                        reason, expected, got))
+            else:
+                self.rejects.counts[reason] += 1
+        if not len(good):
+            return None
+        whole = len(good) == len(idx)
+        rec = idx if whole else idx[good]
+        # bytes captured after the UDP datagram (Ethernet trailer), e.g. 4 zero bytes
+        trailer = (avail - plen) if whole else (avail - plen)[good]
+        rows["extra_bytes"] = rows["extra_bytes"] + trailer.astype(np.int32)
+        rows["sec"] = hdr[rec, 0].astype(np.int64)
+        rows["frac"] = hdr[rec, 1].astype(np.int64)
+        return rows
+
+    def chunks(self) -> Iterator[Frames]:
+        self.rejects = RejectLog()
+        self.other_packets = 0
+        self.other_streams = 0
+        t_first: tuple[int, int] | None = None
+        t0 = None
+        with open(self.path, "rb") as fh:
+            order, unit, link = self._header(fh)
+        meta = {"format": self.name, "link_type": link}
+        for blk in record_blocks(self.path, start=24, block_bytes=BLOCK_BYTES, len_at=8,
+                                 len_bytes=4, big_endian=order == "big", overhead=16,
+                                 min_len=0, max_len=MAX_SNAPLEN):
+            if isinstance(blk, tuple):  # the file ends inside a record
+                at, head, have = blk
+                need = (16 + int.from_bytes(head[8:12], order)) if have >= 12 else 16
+                self.rejects.add(Reject(self.path, f"byte {at}", "truncated_record",
+                                        f"a complete pcap record of {need} bytes",
+                                        f"{have} bytes before end of file"))
+                self.bytes_read = at + have
+                continue
+            end = int(blk.offsets[-1] + blk.sizes[-1])
+            rows = self._decode(blk.arr[:end], blk.offsets, blk.sizes, blk.base, order, link)
+            self.bytes_read = blk.base + end
+            if rows is not None:
+                rows, dropped = select_stream(rows, self.core, self.spatial)
+                self.other_streams += dropped
+            if rows is not None and len(rows["nfft"]):
+                if t_first is None:
+                    t_first = (int(rows["sec"][0]), int(rows["frac"][0]))
+                    t0 = datetime.fromtimestamp(t_first[0] + t_first[1] * unit, tz=timezone.utc)
+                times = (rows["sec"] - t_first[0]) + (rows["frac"] - t_first[1]) * unit
+                yield from frames_from_rows(rows, times.astype(np.float64), self.source,
+                                            meta, self.chunk_size, t0, self.chip)
+
+    def info(self) -> dict[str, Any]:
+        out = super().info()
+        out["other_packets"] = self.other_packets
+        out["other_streams"] = self.other_streams
+        return out
+
+
+def _udp_payload_offset(pkt: bytes, link: int) -> int | None:
+    """Offset of the UDP payload in one captured packet, or None when it is not IPv4/UDP."""
+    kind = LINKTYPES.get(link)
+    if kind == "ethernet":
+        if pkt[12:14] != b"\x08\x00":
+            return None
+        ip = 14
+    elif kind == "linux_sll":
+        if pkt[14:16] != b"\x08\x00":
+            return None
+        ip = 16
+    else:
+        ip = 0
+    if len(pkt) < ip + 28 or pkt[ip] >> 4 != 4 or pkt[ip + 9] != 17:
+        return None
+    return ip + (pkt[ip] & 0x0F) * 4 + 8

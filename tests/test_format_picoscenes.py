@@ -1,0 +1,145 @@
+"""PicoScenes ``.csi`` reader: every real file against csiread and CSIKit reference parses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sensing.formats import detect_format
+from sensing.formats.picoscenes import (
+    TONE_PLANS,
+    PicoScenesReader,
+    iwl5300_rx_order,
+    segment_layout,
+)
+from tests.conftest import shared_path
+
+FILES = {
+    "csikit-picoscenes/picoscenes_iwl5300_example.csi": ("iwl5300", 112),
+    "csikit-picoscenes/picoscenes_ax200_example.csi": ("ax200", 885),
+    "csiread/rx_by_iwl5300.csi": ("iwl5300", 383),
+    "csiread/rx_by_qca9300.csi": ("qca9300", 1000),
+}
+
+
+def read_all(path, **kw):
+    reader = PicoScenesReader(path, **kw)
+    chunks = list(reader)
+    fields = {k: np.concatenate([c.fields[k] for c in chunks]) for k in chunks[0].fields}
+    rows = [c.data[i] for c in chunks for i in range(len(c))]
+    return reader, chunks, fields, rows
+
+
+@pytest.mark.parametrize("rel", sorted(FILES))
+def test_matches_reference_parses(rel):
+    path = shared_path("csi", *rel.split("/"))
+    chip, n = FILES[rel]
+    ref = np.load(f"{path}.ref.npz")
+    assert detect_format(path) is PicoScenesReader
+    reader, chunks, f, rows = read_all(path)
+    assert len(rows) == n == int(ref["csiread_n"]) == int(ref["csikit_n"])
+    assert reader.rejects.total == 0
+    for ref_key, ours in (("rssi", "rssi"), ("noisefloor", "noise_floor"), ("cbw", "cbw"),
+                          ("timestamp", "timestamp"), ("carrierfreq", "carrier_freq"),
+                          ("packetformat", "packet_format"), ("numrx", "Nrx")):
+        np.testing.assert_array_equal(f[ours].astype(np.int64),
+                                      ref[f"csiread_{ref_key}"].astype(np.int64), err_msg=ours)
+    has_seq = f["seq"] >= 0  # control frames (no sequence-control field) get -1
+    np.testing.assert_array_equal(f["seq"][has_seq], ref["csiread_seq"][has_seq])
+    assert (f["packet_format"][~has_seq] == 0).all()
+    # times: RxSBasic timestamp, or the MVM muClock for AX200 — as CSIKit
+    times = np.concatenate([c.times_s for c in chunks])
+    np.testing.assert_allclose(times, ref["csikit_timestamps"], atol=1e-6)
+    assert f["time_valid"].all()
+    info = reader.info()
+    assert info["chip"] == chip and info["bandwidth_mhz"] == 20 and info["frames"] == n
+
+
+@pytest.mark.parametrize("rel", ["csikit-picoscenes/picoscenes_iwl5300_example.csi",
+                                 "csiread/rx_by_iwl5300.csi", "csiread/rx_by_qca9300.csi"])
+def test_csi_equals_csiread(rel):
+    path = shared_path("csi", *rel.split("/"))
+    ref = np.load(f"{path}.ref.npz")
+    _, _, _, rows = read_all(path)
+    head = ref["csiread_csi_head"]
+    for ours, theirs in zip(rows[:5], head, strict=True):
+        r, t = ours.shape[1:]
+        np.testing.assert_array_equal(ours, theirs[: ours.shape[0], :r, :t])
+        assert not theirs[:, r:, :].any() and not theirs[:, :, t:].any()
+
+
+def test_qca9300_csikit_adds_one_plus_one_j():
+    path = shared_path("csi", "csiread", "rx_by_qca9300.csi")
+    ref = np.load(f"{path}.ref.npz")
+    _, chunks, _, rows = read_all(path)
+    assert chunks[0].data.shape[1:] == (56, 3, 1)
+    np.testing.assert_array_equal(chunks[0].subcarriers, np.r_[-28:0, 1:29])
+    ck = ref["csikit_csi_head"]  # (56, 1, 3): tx before rx, and +1+1j on every value
+    np.testing.assert_array_equal(np.stack(rows[:5]) + (1 + 1j), ck.transpose(0, 1, 3, 2))
+
+
+def test_ax200_data_tones_equal_csikit_without_pilots():
+    """The PicoScenes parser drops the 4 HT20 pilots per rx/tx stream; CSIKit keeps all 56
+    tones. (csiread drops a different set of positions, so it disagrees on every frame.)"""
+    path = shared_path("csi", "csikit-picoscenes", "picoscenes_ax200_example.csi")
+    ref = np.load(f"{path}.ref.npz")
+    _, chunks, f, rows = read_all(path)
+    tones, pilots = TONE_PLANS[(1, 20)]
+    keep = ~np.isin(tones, pilots)
+    np.testing.assert_array_equal(chunks[0].subcarriers, tones[keep])
+    np.testing.assert_array_equal(np.stack(rows[:5]), ref["csikit_csi_head"][:, keep])
+    np.testing.assert_array_equal(rows[0][:7, 0], ref["csiread_csi_head"][0, :7, 0])
+    # non-HT frames (107) carry 52 tones of which 48 are data
+    shapes = {c.data.shape[1] for c in chunks}
+    assert shapes == {52, 48}
+    assert sum(len(c) for c in chunks if c.data.shape[1] == 48) == 107
+
+
+def test_iwl5300_antenna_selection_rule():
+    # PicoScenes: v = [(s & 1) + 1, ((s >> 2) & 3) + 1, ((s >> 4) & 3) + 1]; slot = rank(v)
+    assert iwl5300_rx_order(18, 3) is None          # v = [1, 1, 2]: stable ranks 0, 1, 2
+    # v = [2, 2, 1]: ranks 1, 2, 0 → slot 0 takes chain 2, slot 1 chain 0, slot 2 chain 1
+    np.testing.assert_array_equal(iwl5300_rx_order(0b000101, 3), [2, 0, 1])
+    assert iwl5300_rx_order(6, 1) is None
+    path = shared_path("csi", "csiread", "rx_by_iwl5300.csi")
+    _, _, f, _ = read_all(path)
+    three = f["Nrx"] == 3
+    assert three.sum() == 12 and (f["ant_sel"][three] == 18).all()
+
+
+def test_pad_to_and_layout_chunks():
+    path = shared_path("csi", "csiread", "rx_by_iwl5300.csi")
+    _, chunks, f, _ = read_all(path)
+    for c in chunks:
+        assert (c.fields["Nrx"] == c.data.shape[2]).all()
+        assert (c.fields["Ntx"] == c.data.shape[3]).all()
+    _, padded, _, _ = read_all(path, pad_to=(3, 2), chunk_size=100)
+    assert {c.data.shape[1:] for c in padded} == {(30, 3, 2)}
+    assert [len(c) for c in padded] == [100, 100, 100, 83]
+
+
+def frames_of(blob: bytes) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    while pos + 4 <= len(blob):
+        size = 4 + int.from_bytes(blob[pos:pos + 4], "little")
+        out.append((pos, size))
+        pos += size
+    return out
+
+
+def test_broken_frames_are_counted_rejects(tmp_path):
+    blob = bytearray(shared_path("csi", "csikit-picoscenes",
+                                 "picoscenes_iwl5300_example.csi").read_bytes())
+    fr = frames_of(bytes(blob))
+    blob[fr[5][0] + 4] ^= 0xFF  # magic of frame 5
+    lay = segment_layout(bytes(blob[fr[7][0]: fr[7][0] + fr[7][1]]))
+    csi_body = next(b for name, _, b, _, _ in lay if name == "CSI")
+    blob[fr[7][0] + csi_body + 28] = 9  # frame 7: numRx 9 → bad dimensions
+    path = tmp_path / "broken.csi"
+    path.write_bytes(bytes(blob[:-10]))  # and a truncated last frame
+    reader, _, f, rows = read_all(path)
+    assert len(rows) == 112 - 3
+    assert reader.rejects.counts == {"bad_frame": 1, "bad_dimensions": 1, "truncated_frame": 1}
+    where = {r.reason: r.where for r in reader.rejects.first}
+    assert where == {"bad_frame": f"byte {fr[5][0]}", "bad_dimensions": f"byte {fr[7][0]}",
+                     "truncated_frame": f"byte {fr[-1][0]}"}
