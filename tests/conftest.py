@@ -24,3 +24,7 @@ def shared_path(*parts: str) -> Path:
 def shared():
     """Fixture form of :func:`shared_path`."""
     return shared_path
+
+
+# Real mosquitto broker fixtures (``mosquitto``, ``mosquitto_factory``): see tests/mosquitto.py.
+from mosquitto import mosquitto, mosquitto_factory  # noqa: E402,F401
