@@ -1,0 +1,467 @@
+"""Presence and motion from WiFi CSI amplitude: a streaming score, a detector and calibration.
+
+Motion score
+------------
+Every ``hop_s`` the last ``window_s`` seconds of CSI are scored as follows:
+
+1. amplitude ``|H|`` per packet, subcarrier and antenna link;
+2. null/guard subcarriers (median amplitude below 5 % of the window's median) are dropped;
+3. AGC normalisation: each packet's amplitudes are divided by their mean over subcarriers
+   (per link), which removes the receiver's gain steps;
+4. per subcarrier: robust coefficient of variation over time, ``1.4826·MAD / median``;
+5. score = median of (4) over subcarriers and links (dimensionless).
+
+A static room gives a score set by noise and int8 quantisation (≈ 0.015–0.03 on ESP32
+chips); a moving person changes the multipath and raises it 2–6×. Median and MAD make the
+score insensitive to the isolated corrupt packets seen on some chips.
+
+Decision
+--------
+A window is *active* when its score exceeds the threshold. The detector reports ``moving``
+after ``on_windows`` consecutive active windows and returns to *not moving* after
+``off_s`` seconds without an active window. Presence: ``moving`` implies occupied; after
+motion stops the room is reported ``still`` (occupied, not moving) for ``hold_s`` seconds,
+or for as long as the static CSI profile differs from the calibrated empty-room profile
+(only with a calibration), then ``empty``.
+
+Calibration
+-----------
+:func:`calibrate` learns, from an empty-room capture of one device, the threshold
+``max(ratio × median, p99 × margin)`` of its window scores and the empty-room amplitude
+profile, and :meth:`MotionCalibration.save` writes them as JSON. Without a calibration the
+detector uses :data:`DEFAULT_THRESHOLD` (see ``docs/motion.md`` for how it was chosen).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sensing.frames import Frames
+
+#: Threshold on the motion score when no calibration is given: geometric mean of the pooled
+#: empty-room 95th percentile (0.0290) and movement 5th percentile (0.0468) of the ESP32 and C6
+#: ESPectre pairs (tuning files), rounded; reported on the held-out C3 file (docs/motion.md).
+DEFAULT_THRESHOLD = 0.037
+#: Calibrated threshold = max(CAL_RATIO × median empty score, CAL_MARGIN × p99 empty score).
+CAL_RATIO = 1.6
+CAL_MARGIN = 1.1
+#: A subcarrier whose median amplitude is below this fraction of the window median is a
+#: null/guard tone and ignored.
+NULL_FRACTION = 0.05
+#: Fewest packets a window must hold to be scored.
+MIN_PACKETS = 8
+
+
+def amplitude_rows(data: np.ndarray) -> np.ndarray:
+    """CSI amplitude per packet as ``(n_packets, n_subcarriers, n_links)`` float32."""
+    a = np.abs(np.asarray(data)).astype(np.float32)
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def window_score(amp: np.ndarray) -> tuple[float, np.ndarray | None]:
+    """Motion score of one window of amplitudes.
+
+    Parameters
+    ----------
+    amp : numpy.ndarray
+        ``(n_packets, n_subcarriers, n_links)`` CSI amplitudes (any linear unit).
+
+    Returns
+    -------
+    score : float
+        Median over subcarriers/links of the robust coefficient of variation (1.4826·MAD /
+        median) of the AGC-normalised amplitude over time; NaN when fewer than
+        :data:`MIN_PACKETS` packets or no usable subcarrier.
+    profile : numpy.ndarray or None
+        Median normalised amplitude per subcarrier and link (``(n_subcarriers, n_links)``,
+        0 on null tones), the window's static profile.
+    """
+    if amp.shape[0] < MIN_PACKETS:
+        return float("nan"), None
+    med_sc = np.median(amp, axis=0)  # (sc, links)
+    valid = med_sc > NULL_FRACTION * max(float(np.median(med_sc)), 1e-9)
+    if not valid.any():
+        return float("nan"), None
+    masked = np.where(valid[None], amp, 0.0)
+    mean_pkt = masked.sum(axis=1, keepdims=True) / np.maximum(valid.sum(axis=0), 1)[None, None]
+    norm = masked / np.maximum(mean_pkt, 1e-9)
+    med = np.median(norm, axis=0)
+    mad = np.median(np.abs(norm - med[None]), axis=0)
+    cv = 1.4826 * mad[valid] / np.maximum(med[valid], 1e-9)
+    profile = np.where(valid, med, 0.0)
+    return float(np.median(cv)), profile
+
+
+def profile_distance(profile: np.ndarray, reference: np.ndarray) -> float:
+    """Relative distance between two static amplitude profiles (0 = identical shape).
+
+    Both are ``(n_subcarriers, n_links)`` normalised amplitudes; tones null in either are
+    ignored. Returns ``||p - r|| / ||r||`` over the common tones (NaN when none).
+    """
+    p = np.asarray(profile, float).reshape(-1)
+    r = np.asarray(reference, float).reshape(-1)
+    if p.shape != r.shape:
+        return float("nan")
+    ok = (p > 0) & (r > 0)
+    if not ok.any():
+        return float("nan")
+    return float(np.linalg.norm(p[ok] - r[ok]) / np.linalg.norm(r[ok]))
+
+
+@dataclass
+class WindowScore:
+    """Score of one analysis window.
+
+    Attributes
+    ----------
+    end_s : float
+        Stream time of the window end (s).
+    score : float
+        Motion score (dimensionless).
+    n_packets : int
+        Packets in the window.
+    profile : numpy.ndarray or None
+        Static normalised amplitude profile of the window.
+    """
+
+    end_s: float
+    score: float
+    n_packets: int
+    profile: np.ndarray | None = None
+
+
+class MotionScorer:
+    """Streaming motion score: feed chunks, get one :class:`WindowScore` per hop.
+
+    Memory is bounded by the packets of one window.
+
+    Parameters
+    ----------
+    window_s : float
+        Analysis window length (s).
+    hop_s : float
+        Time between window ends (s).
+    """
+
+    def __init__(self, window_s: float = 1.0, hop_s: float = 0.5) -> None:
+        if window_s <= 0 or hop_s <= 0:
+            raise ValueError("window_s and hop_s must be > 0")
+        self.window_s = float(window_s)
+        self.hop_s = float(hop_s)
+        self._times: deque[np.ndarray] = deque()
+        self._amps: deque[np.ndarray] = deque()
+        self._next_end: float | None = None
+        self._shape: tuple[int, ...] | None = None
+
+    def _trim(self, t_min: float) -> None:
+        while self._times and self._times[0][-1] < t_min:
+            self._times.popleft()
+            self._amps.popleft()
+        if self._times and self._times[0][0] < t_min:
+            keep = self._times[0] >= t_min
+            self._times[0] = self._times[0][keep]
+            self._amps[0] = self._amps[0][keep]
+
+    def update(self, frames: Frames) -> list[WindowScore]:
+        """Consume one chunk; return the windows it completed (in time order)."""
+        if not len(frames):
+            return []
+        amp = amplitude_rows(frames.data)
+        times = np.asarray(frames.times_s, dtype=np.float64)
+        if self._shape is not None and amp.shape[1:] != self._shape:
+            # layout change (e.g. bandwidth switch): restart the window
+            self._times.clear()
+            self._amps.clear()
+        self._shape = amp.shape[1:]
+        if self._next_end is None:
+            self._next_end = float(times[0]) + self.window_s
+        out: list[WindowScore] = []
+        start = 0
+        # split the chunk at window ends so that each window sees exactly its packets
+        while True:
+            cut = int(np.searchsorted(times, self._next_end, side="right"))
+            if cut >= len(times) and times[-1] < self._next_end:
+                break
+            if cut > start:
+                self._times.append(times[start:cut])
+                self._amps.append(amp[start:cut])
+            start = cut
+            self._trim(self._next_end - self.window_s)
+            out.append(self._score(self._next_end))
+            self._next_end += self.hop_s
+            # jump over gaps longer than a window
+            if start < len(times) and times[start] > self._next_end + self.window_s:
+                self._next_end = float(times[start]) + self.window_s - 1e-9
+            if start >= len(times):
+                break
+        if start < len(times):
+            self._times.append(times[start:])
+            self._amps.append(amp[start:])
+        self._trim(self._next_end - self.window_s - self.hop_s)
+        return out
+
+    def _score(self, end_s: float) -> WindowScore:
+        if not self._amps:
+            return WindowScore(end_s, float("nan"), 0)
+        amp = np.concatenate(list(self._amps))
+        score, profile = window_score(amp)
+        return WindowScore(end_s, score, len(amp), profile)
+
+
+@dataclass
+class MotionCalibration:
+    """Per-device motion calibration learned from an empty-room capture.
+
+    Attributes
+    ----------
+    threshold : float
+        Motion-score threshold (dimensionless).
+    empty_median, empty_p99 : float
+        Median and 99th percentile of the empty-room window scores.
+    profile : list of list of float or None
+        Empty-room static amplitude profile ``(n_subcarriers, n_links)``.
+    profile_threshold : float or None
+        Profile distance above which a still person is assumed present.
+    window_s : float
+        Window length (s) the scores were computed with.
+    n_windows : int
+        Windows the calibration used.
+    source : str
+        Capture it was learned from.
+    meta : dict
+        ``chip`` etc. as read from the capture.
+    """
+
+    threshold: float
+    empty_median: float
+    empty_p99: float
+    profile: list[list[float]] | None = None
+    profile_threshold: float | None = None
+    window_s: float = 1.0
+    n_windows: int = 0
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the calibration as JSON."""
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({"kind": "wifi_motion_calibration", "version": 1, **asdict(self)}, fh,
+                      indent=1)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> MotionCalibration:
+        """Read a calibration written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            The file is not a motion calibration.
+        """
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+        if raw.pop("kind", None) != "wifi_motion_calibration":
+            raise ValueError(f"{path}: not a wifi_motion calibration file")
+        raw.pop("version", None)
+        return cls(**raw)
+
+
+def calibrate(
+    chunks: Iterable[Frames],
+    *,
+    window_s: float = 1.0,
+    hop_s: float = 0.5,
+    ratio: float = CAL_RATIO,
+    margin: float = CAL_MARGIN,
+    max_s: float | None = None,
+    source: str = "",
+) -> MotionCalibration:
+    """Learn a device's motion threshold and empty-room profile from an empty-room capture.
+
+    Parameters
+    ----------
+    chunks : iterable of Frames
+        The empty-room stream (a reader or a live source), at least ~10 s.
+    window_s, hop_s : float
+        As used by the detector (s).
+    ratio, margin : float
+        Threshold = ``max(ratio × median, margin × p99)`` of the empty-room window scores.
+    max_s : float, optional
+        Use only the first ``max_s`` seconds of the stream.
+    source : str
+        Name stored in the calibration.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 5 scorable windows.
+    """
+    scorer = MotionScorer(window_s, hop_s)
+    scores: list[float] = []
+    profiles: list[np.ndarray] = []
+    meta: dict[str, Any] = {}
+    t_first: float | None = None
+    for fr in chunks:
+        if not len(fr):
+            continue
+        t_first = fr.start_s if t_first is None else t_first
+        if max_s is not None:
+            fr = _head(fr, t_first + max_s)
+            if fr is None:
+                break
+        meta.update({k: v for k, v in fr.meta.items() if k in ("chip", "format", "gain_locked")})
+        for w in scorer.update(fr):
+            if np.isfinite(w.score):
+                scores.append(w.score)
+                if w.profile is not None:
+                    profiles.append(w.profile)
+    if len(scores) < 5:
+        raise ValueError(f"calibration needs at least 5 windows of {window_s} s, got {len(scores)}")
+    arr = np.asarray(scores)
+    med = float(np.median(arr))
+    p99 = float(np.percentile(arr, 99))
+    thr = max(ratio * med, margin * p99)
+    profile = prof_thr = None
+    if profiles and all(p.shape == profiles[0].shape for p in profiles):
+        ref = np.median(np.stack(profiles), axis=0)
+        d = np.array([profile_distance(p, ref) for p in profiles])
+        d = d[np.isfinite(d)]
+        if len(d):
+            profile = ref.tolist()
+            # a person standing still must move the profile well beyond the empty spread
+            prof_thr = float(max(3.0 * np.percentile(d, 99), 0.05))
+    return MotionCalibration(
+        threshold=thr, empty_median=med, empty_p99=p99, profile=profile,
+        profile_threshold=prof_thr, window_s=window_s, n_windows=len(scores),
+        source=source, meta=meta,
+    )
+
+
+def _head(fr: Frames, t_end: float) -> Frames | None:
+    keep = fr.times_s <= t_end
+    if keep.all():
+        return fr
+    if not keep.any():
+        return None
+    return Frames(
+        data=fr.data[keep], times_s=fr.times_s[keep], fs_hz=fr.fs_hz, modality=fr.modality,
+        source=fr.source, subcarriers=fr.subcarriers, t0=fr.t0,
+        fields={k: v[keep] for k, v in fr.fields.items()}, meta=fr.meta,
+    )
+
+
+@dataclass
+class MotionState:
+    """Detector output for one window.
+
+    Attributes
+    ----------
+    end_s : float
+        Window end (s).
+    score : float
+        Motion score.
+    active : bool
+        Raw window decision (score above threshold).
+    moving : bool
+        Debounced motion state.
+    presence : str
+        ``"empty"``, ``"still"`` or ``"moving"``.
+    profile_distance : float
+        Distance to the empty-room profile (NaN without calibration).
+    """
+
+    end_s: float
+    score: float
+    active: bool
+    moving: bool
+    presence: str
+    profile_distance: float = float("nan")
+
+
+class MotionDetector:
+    """Streaming presence/motion detector.
+
+    Parameters
+    ----------
+    calibration : MotionCalibration, optional
+        Per-device calibration; its threshold and empty-room profile are used.
+    threshold : float, optional
+        Overrides the threshold (default: calibration's, else :data:`DEFAULT_THRESHOLD`).
+    window_s, hop_s : float
+        Analysis window and hop (s).
+    on_windows : int
+        Consecutive active windows needed to report motion.
+    off_s : float
+        Seconds without an active window before motion is reported stopped.
+    hold_s : float
+        Seconds the room stays ``still`` (occupied) after motion stops, when the profile
+        test cannot tell (no calibration).
+    """
+
+    def __init__(
+        self,
+        calibration: MotionCalibration | None = None,
+        *,
+        threshold: float | None = None,
+        window_s: float = 1.0,
+        hop_s: float = 0.5,
+        on_windows: int = 2,
+        off_s: float = 2.0,
+        hold_s: float = 60.0,
+    ) -> None:
+        self.calibration = calibration
+        if threshold is None:
+            threshold = calibration.threshold if calibration else DEFAULT_THRESHOLD
+        self.threshold = float(threshold)
+        self.scorer = MotionScorer(window_s, hop_s)
+        self.on_windows = int(on_windows)
+        self.off_s = float(off_s)
+        self.hold_s = float(hold_s)
+        self._ref = (np.asarray(calibration.profile) if calibration and calibration.profile
+                     else None)
+        self._run = 0
+        self._moving = False
+        self._last_active: float | None = None
+        self._last_moving: float | None = None
+
+    def update(self, frames: Frames) -> list[MotionState]:
+        """Consume one chunk; return the state after each window it completed."""
+        out = []
+        for w in self.scorer.update(frames):
+            out.append(self._step(w))
+        return out
+
+    def _step(self, w: WindowScore) -> MotionState:
+        active = bool(np.isfinite(w.score) and w.score > self.threshold)
+        if active:
+            self._run += 1
+            self._last_active = w.end_s
+        else:
+            self._run = 0
+        if not self._moving and self._run >= self.on_windows:
+            self._moving = True
+        elif self._moving and (self._last_active is None
+                               or w.end_s - self._last_active >= self.off_s):
+            self._moving = False
+        if self._moving:
+            self._last_moving = w.end_s
+        dist = float("nan")
+        if self._ref is not None and w.profile is not None:
+            dist = profile_distance(w.profile, self._ref)
+        if self._moving:
+            presence = "moving"
+        elif self._ref is not None and np.isfinite(dist) and self.calibration is not None:
+            presence = "still" if dist > (self.calibration.profile_threshold or np.inf) else (
+                "still" if self._recent(w.end_s) else "empty")
+        else:
+            presence = "still" if self._recent(w.end_s) else "empty"
+        return MotionState(w.end_s, w.score, active, self._moving, presence, dist)
+
+    def _recent(self, t: float) -> bool:
+        return self._last_moving is not None and t - self._last_moving < self.hold_s
