@@ -118,6 +118,14 @@ def buffer_layout(sig_mode: int, cwb: int, secondary: int, stbc: int) -> list[tu
     return segs
 
 
+def lltf20_buffer_index() -> np.ndarray:
+    """Index into a 20 MHz LLTF row in ascending subcarrier order (-32..31, what the reader
+    outputs) that gives the firmware buffer order (0..31, then -32..-1): the inverse of the
+    reader's re-ordering, for writers such as the simulators."""
+    _, idx = buffer_layout(0, 0, 0, 0)[0]
+    return idx + 32
+
+
 class Esp32LineParser:
     """Stateful parser of ``CSI_DATA`` lines: shared by file replay and live serial.
 

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from sensing.formats.esp32_csi import buffer_layout, format_csi_line
+from sensing.formats.esp32_csi import format_csi_line, lltf20_buffer_index
 from sensing.simulate import SIMULATORS, write_truth
 
 C = 299_792_458.0  # m/s
@@ -563,12 +563,6 @@ def stream_activity(
         yield t, out
 
 
-def _to_buffer_order() -> np.ndarray:
-    """Index into ascending -32..31 giving the LLTF buffer order 0..31, -32..-1."""
-    _, idx = buffer_layout(0, 0, 0, 0)[0]
-    return idx + 32
-
-
 @SIMULATORS.register("csi-activity")
 def csi_activity(
     out: str | os.PathLike,
@@ -607,7 +601,7 @@ def csi_activity(
     acts = tuple(a.strip() for a in activities.split(",") if a.strip())
     channel = Channel.random(rng)
     segments = make_script(rng, duration_s, activities=acts, falls=falls)
-    order = _to_buffer_order()
+    order = lltf20_buffer_index()
     n = 0
     with open(out, "w", encoding="ascii", newline="\n") as fh:
         for t, csi in stream_activity(segments, channel, rng, rate_hz=rate_hz, loss=loss):

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from sensing.formats.esp32_csi import format_csi_line
+from sensing.formats.esp32_csi import format_csi_line, lltf20_buffer_index
 from sensing.frames import Frames
 from sensing.simulate import SIMULATORS, write_truth
 
@@ -45,7 +45,7 @@ SUBCARRIERS = np.arange(-32, 32)
 _DATA = (np.abs(SUBCARRIERS) >= 1) & (np.abs(SUBCARRIERS) <= 26)
 _DC = SUBCARRIERS == 0
 #: Ascending-order → firmware buffer order (0..31 then -32..-1).
-_TO_BUFFER = np.r_[np.arange(32, 64), np.arange(0, 32)]
+_TO_BUFFER = lltf20_buffer_index()
 
 BLOCK = 4096  #: packets simulated at a time (bounds memory for long captures)
 _INHALE_FRACTION = 0.4
