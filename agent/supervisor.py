@@ -260,7 +260,7 @@ class GuardedPipeline(Pipeline):
 
 
 @dataclass
-class StreamStats:
+class SourceStats:
     """Counters of one stream's source."""
 
     frames: int = 0
@@ -279,7 +279,7 @@ class StreamWorker:
         self.spec = spec
         self.sink = sink
         self.stop = stop
-        self.stats = StreamStats()
+        self.stats = SourceStats()
         self.pipes = [GuardedPipeline(c, o, spec.restart, spec.name) for c, o in spec.pipelines]
         self.queue: queue.Queue = queue.Queue(maxsize=spec.queue_chunks)
         self._source: Any = None
