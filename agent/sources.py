@@ -112,7 +112,9 @@ def _open_serial(cfg: Any, name: str) -> LiveSource:
         "baudrate": cfg.baudrate, "chunk_size": cfg.chunk_size,
         "max_latency_s": cfg.max_latency_s, "source": name, "ltf": cfg.ltf,
     })
-    return LiveSource(cls(cfg.url, **kw))
+    src = cls(cfg.url, **kw)
+    src.open()  # "running" then means the device is open; a missing port fails here
+    return LiveSource(src)
 
 
 def _open_udp(cfg: Any, name: str) -> LiveSource:

@@ -81,11 +81,13 @@ def test_two_serial_sources_one_missing_is_retried_while_the_other_produces(tmp_
                      device="pi-test")
     sup.start()
     try:
-        data = "".join(csi_lines(300)).encode()
-        os.write(master, data)  # the source reads concurrently; blocks only while the pty is full
-
         def live():
             return sup.status()["streams"]["live"]
+
+        # pyserial flushes the input when it opens a port: write once the device is open
+        wait_for(lambda: live()["state"] == "running", "the live port to open")
+        data = "".join(csi_lines(300)).encode()
+        os.write(master, data)  # the source reads concurrently; blocks only while the pty is full
 
         wait_for(lambda: live()["frames"] == 300, "300 frames from the pty")
         wait_for(lambda: live()["pipelines"]["wifi_motion"]["events"] >= 1, "an event")

@@ -83,6 +83,7 @@ def test_pty_device_path_with_partial_writes():
             time.sleep(0.0005)
 
     src = Esp32SerialSource(path, baudrate=921600, chunk_size=32, max_latency_s=0.1)
+    src.open()  # pyserial flushes pending input on open: open before the device talks
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     frames = collect(src, 80)

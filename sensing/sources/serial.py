@@ -82,6 +82,17 @@ class Esp32SerialSource:
         self.bytes_read = 0
         self._closed = False
 
+    def open(self) -> None:
+        """Open the port now (``chunks`` opens it otherwise), so that a missing device is
+        reported before streaming and bytes sent from then on are kept.
+
+        Raises
+        ------
+        SourceUnavailableError
+            The port cannot be opened.
+        """
+        self._open()
+
     def _open(self):
         if self._port is not None:
             return self._port
