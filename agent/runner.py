@@ -14,6 +14,7 @@ from agent.pipelines import Pipeline, pipelines_for
 from agent.sinks import Sink
 from sensing.formats import open_capture
 from sensing.frames import Frames
+from sensing.wifi.links import assemble_links
 
 log = logging.getLogger("ambisense.runner")
 
@@ -53,7 +54,9 @@ def run_stream(
     Parameters
     ----------
     chunks : iterable of Frames
-        A capture reader or a live source.
+        A capture reader or a live source. Per-link CSI rows (Nexmon, one UDP packet
+        per core × spatial stream) are first assembled into multi-antenna packets
+        (:func:`sensing.wifi.links.assemble_links`; single-link streams pass unchanged).
     pipelines : sequence of Pipeline
         Fresh pipeline instances (they keep per-stream state).
     sinks : sequence of Sink
@@ -79,7 +82,7 @@ def run_stream(
                 sink.emit(ev)
             stats.events += 1
 
-    for fr in chunks:
+    for fr in assemble_links(chunks):
         if not len(fr):
             continue
         if factory is None:

@@ -8,6 +8,8 @@ Usage::
 
     python benchmarks/eval_breathing.py            # full grid: 216 captures (~5 min, 1 core)
     python benchmarks/eval_breathing.py --quick    # smaller grid
+    python benchmarks/eval_breathing.py --quick --file-format nexmon --n-rx 3
+        # through a written Nexmon pcap and the real reader (also intel5300, esp32)
 """
 
 from __future__ import annotations
@@ -16,19 +18,43 @@ import argparse
 import itertools
 import os
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from sensing.simulate.csi_breathing import generate, score_detections  # noqa: E402
+from sensing.formats import open_capture  # noqa: E402
+from sensing.simulate.csi_breathing import (  # noqa: E402
+    generate,
+    score_detections,
+    simulate_csi_breathing,
+)
 from sensing.wifi.breathing import BreathingEstimator  # noqa: E402
+from sensing.wifi.links import assemble_links  # noqa: E402
 
 
-def run_case(duration_s: float = 90.0, estimator: dict | None = None, **params) -> dict:
-    """Simulate one capture in memory, estimate, score. Returns the score dict + params."""
-    truth, frames = generate(duration_s=duration_s, **params)
+def run_case(duration_s: float = 90.0, estimator: dict | None = None,
+             file_format: str = "memory", **params) -> dict:
+    """Simulate one capture, estimate, score. Returns the score dict + params.
+
+    ``file_format="memory"`` streams the simulator's frames directly; ``"esp32"``,
+    ``"intel5300"`` or ``"nexmon"`` writes that file format to a temporary directory and
+    reads it back through the format's reader (and, for Nexmon, the per-link assembly that
+    ``ambisense replay`` applies).
+    """
+    if file_format == "memory":
+        truth, frames = generate(duration_s=duration_s, **params)
+    else:
+        tmp = tempfile.mkdtemp(prefix="eval_breathing_")
+        path = os.path.join(tmp, "capture")
+        truth = simulate_csi_breathing(path, duration_s=duration_s, file_format=file_format,
+                                       **params)
+        frames = list(assemble_links(open_capture(path).chunks()))
+        for f in os.listdir(tmp):
+            os.remove(os.path.join(tmp, f))
+        os.rmdir(tmp)
     est = BreathingEstimator(**(estimator or {}))
     dets = [d for fr in frames for d in est.update(fr)]
     score = score_detections(dets, truth, window_s=est.window_s, hop_s=est.hop_s)
@@ -45,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stress", action="store_true",
                     help="instead: 40 captures of 120 s with drift, fidgets, heavy loss and "
                          "jitter, frequent AGC steps, varied chest depth, 1-3 antennas")
+    ap.add_argument("--file-format", default="memory",
+                    choices=["memory", "esp32", "intel5300", "nexmon"],
+                    help="write each capture in this format and read it back (default: "
+                         "in-memory frames)")
+    ap.add_argument("--n-rx", type=int, default=1, help="receive antennas / spatial streams")
     args = ap.parse_args(argv)
     if args.stress:
         return stress()
@@ -59,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for i, (r, d, s, p, seed) in enumerate(itertools.product(rates, dists, snrs, pkts, seeds)):
         rows.append(run_case(args.duration, rate_bpm=float(r), distance_m=d, snr_db=s,
-                             packet_rate_hz=p, seed=1000 * i + seed))
+                             packet_rate_hz=p, seed=1000 * i + seed,
+                             file_format=args.file_format, n_rx=args.n_rx))
     wall = time.perf_counter() - t0
-    print(f"{len(rows)} captures x {args.duration:.0f} s, window 30 s, hop 5 s "
-          f"({wall:.0f} s wall)\n")
+    print(f"{len(rows)} captures x {args.duration:.0f} s, {args.file_format}, n_rx "
+          f"{args.n_rx}, window 30 s, hop 5 s ({wall:.0f} s wall)\n")
     print(f"{'group':<22} {'windows':>7} {'MAE bpm':>8} {'worst':>7} {'p95':>6} {'coverage':>8}")
 
     def line(name: str, sel: list[dict]) -> None:

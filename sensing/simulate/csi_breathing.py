@@ -30,11 +30,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from sensing.formats.esp32_csi import format_csi_line, lltf20_buffer_index
+from sensing.formats.intel5300 import SUBCARRIERS_20MHZ
+from sensing.formats.writers import Intel5300Writer, NexmonPcapWriter
 from sensing.frames import Frames
 from sensing.simulate import SIMULATORS, write_truth
 
@@ -42,7 +44,6 @@ C = 299_792_458.0  #: speed of light, m/s
 SUBCARRIER_SPACING_HZ = 312.5e3
 #: ESP32 LLTF subcarrier indices in ascending order (what the reader outputs).
 SUBCARRIERS = np.arange(-32, 32)
-_DATA = (np.abs(SUBCARRIERS) >= 1) & (np.abs(SUBCARRIERS) <= 26)
 _DC = SUBCARRIERS == 0
 #: Ascending-order → firmware buffer order (0..31 then -32..-1).
 _TO_BUFFER = lltf20_buffer_index()
@@ -75,6 +76,8 @@ class ScenarioParams:
     agc_jumps_per_min: float = 1.0
     channel: int = 6
     n_rx: int = 1
+    #: Occupied subcarriers ±1…±data_tones (26: the ESP32's LLTF; 28: HT20 for Intel/Nexmon).
+    data_tones: int = 26
 
     def validate(self) -> None:
         if self.duration_s <= 0:
@@ -91,6 +94,8 @@ class ScenarioParams:
             raise ValueError(f"channel must be a 2.4 GHz channel 1..14, got {self.channel}")
         if self.n_rx < 1:
             raise ValueError(f"n_rx must be >= 1, got {self.n_rx}")
+        if not 1 <= self.data_tones <= 31:
+            raise ValueError(f"data_tones must be in 1..31, got {self.data_tones}")
 
 
 def parse_intervals(text: str) -> list[tuple[float, float]]:
@@ -170,7 +175,8 @@ class Scene:
         s.chest = _Path(np.sqrt(_CHEST_RCS_M2 / (4 * np.pi)) * radar, d_rx + d_tx, aoa_person)
         s._body_amp = np.sqrt(_BODY_RCS_M2 / (4 * np.pi)) * radar
         s.absent = [(0.0, p.duration_s + 1.0)] if p.empty else parse_intervals(p.absent_s)
-        f = s.fc_hz + SUBCARRIERS[_DATA] * SUBCARRIER_SPACING_HZ
+        s._data = (np.abs(SUBCARRIERS) >= 1) & (np.abs(SUBCARRIERS) <= p.data_tones)
+        f = s.fc_hz + SUBCARRIERS[s._data] * SUBCARRIER_SPACING_HZ
         h0 = sum(q.amp * np.exp(-2j * np.pi * f * q.length_m / C) for q in s.static)
         s._static_power = float(np.mean(np.abs(h0) ** 2))
         s._timeline()
@@ -343,7 +349,7 @@ class Scene:
         # AGC: a fixed calibration (the room's mean power) times the gain steps and jitter
         scale = 20.0 / np.sqrt(self._static_power) * 10 ** (gain_db / 20)
         h = h * (cfo[:, None] * ramp * scale[:, None])[:, :, None]
-        h[:, ~_DATA] = 0
+        h[:, ~self._data] = 0
         garbage = prng.integers(-20, 21, (n, 2, p.n_rx))
         h[:, _DC] = (garbage[:, 0] + 1j * garbage[:, 1])[:, None, :]
         q = np.clip(np.rint(h.real), -128, 127) + 1j * np.clip(np.rint(h.imag), -128, 127)
@@ -429,11 +435,18 @@ def simulate_csi_breathing(
     loss: float = 0.03,
     agc_jumps_per_min: float = 1.0,
     channel: int = 6,
+    file_format: str = "esp32",
+    n_rx: int = 1,
 ) -> dict[str, Any]:
-    """ESP32 CSI_DATA log of a breathing person (or an empty room) with ground truth.
+    """CSI capture (ESP32 log, Intel 5300 .dat or Nexmon pcap) of a breathing person (or an
+    empty room) with ground truth.
 
-    Writes ``out`` (one ``CSI_DATA`` line per packet, as ESP32 firmware prints it) and
-    ``out + ".truth.json"``.
+    Writes ``out`` and ``out + ".truth.json"``: with ``file_format="esp32"`` one
+    ``CSI_DATA`` line per packet, as ESP32 firmware prints it; ``"intel5300"`` a Linux
+    802.11n CSI Tool log (bfee records, 30 subcarrier groups, ``n_rx`` receive antennas);
+    ``"nexmon"`` a Nexmon CSI pcap (20 MHz, int16 CSI, one UDP packet per antenna: with
+    ``n_rx > 1`` written as bcm4339 spatial streams of one core, else as bcm43455c0, the
+    Raspberry Pi's chip).
 
     Parameters
     ----------
@@ -471,6 +484,10 @@ def simulate_csi_breathing(
         Mean number of AGC gain steps per minute.
     channel : int
         2.4 GHz WiFi channel.
+    file_format : {"esp32", "intel5300", "nexmon"}
+        File format written.
+    n_rx : int
+        Receive antennas (ESP32: 1; Intel 5300: 1–3; Nexmon: 1–8 spatial streams).
 
     Returns
     -------
@@ -481,35 +498,75 @@ def simulate_csi_breathing(
     """
     if layout not in ("esp-csi", "esp32-csi-tool"):
         raise ValueError(f"layout must be 'esp-csi' or 'esp32-csi-tool', got {layout!r}")
+    writers = {"esp32": _write_esp32, "intel5300": _write_intel5300, "nexmon": _write_nexmon}
+    if file_format not in writers:
+        raise ValueError(f"file_format must be one of {sorted(writers)}, got {file_format!r}")
+    max_rx = {"esp32": 1, "intel5300": 3, "nexmon": 8}[file_format]
+    if not 1 <= n_rx <= max_rx:
+        raise ValueError(f"n_rx must be in 1..{max_rx} for {file_format}, got {n_rx}")
     params = ScenarioParams(
         duration_s=duration_s, rate_bpm=rate_bpm, distance_m=distance_m, snr_db=snr_db,
         packet_rate_hz=packet_rate_hz, seed=seed, fidgets=fidgets, empty=empty,
         absent_s=absent_s, drift_bpm_per_min=drift_bpm_per_min, depth_mm=depth_mm,
         jitter=jitter, loss=loss, agc_jumps_per_min=agc_jumps_per_min, channel=channel,
+        n_rx=n_rx, data_tones=26 if file_format == "esp32" else 28,
     )
     scene = Scene.build(params)
-    t_start = 1767225600.0 + seed  # 2026-01-01T00:00:00Z; ESP32-CSI-Tool real_timestamp
-    mac = "24:0A:C4:" + ":".join(
-        f"{int(x):02X}" for x in np.random.default_rng(seed).integers(0, 256, 3))
     tmp = os.fspath(out) + ".part"
-    with open(tmp, "w", encoding="ascii", newline="\n") as fh:
-        for start, q, rssi in scene.blocks():
-            buf = q[:, _TO_BUFFER, 0]
-            lines = []
-            for i in range(len(q)):
-                j = start + i
-                lines.append(format_csi_line(
-                    buf[i], local_timestamp_us=int(scene.ts_us[j]), rssi=int(rssi[i]),
-                    channel=channel, seq=j % 65536, mac=mac, layout=layout,
-                    real_timestamp=(t_start + float(scene.times_s[j]))
-                    if layout == "esp32-csi-tool" else None,
-                ))
-            fh.write("\n".join(lines) + "\n")
+    with open(tmp, "wb") as fh:
+        writers[file_format](scene, fh, layout=layout)
     os.replace(tmp, out)
     truth = scene.truth()
-    truth["layout"] = layout
+    truth["file_format"] = file_format
+    if file_format == "esp32":
+        truth["layout"] = layout
     write_truth(out, truth)
     return truth
+
+
+def _t_start(p: ScenarioParams) -> float:
+    """Unix time of stream time 0 (2026-01-01T00:00:00Z + seed s)."""
+    return 1767225600.0 + p.seed
+
+
+def _write_esp32(scene: Scene, fh: BinaryIO, *, layout: str) -> None:
+    p = scene.p
+    mac = "24:0A:C4:" + ":".join(
+        f"{int(x):02X}" for x in np.random.default_rng(p.seed).integers(0, 256, 3))
+    for start, q, rssi in scene.blocks():
+        buf = q[:, _TO_BUFFER, 0]
+        lines = []
+        for i in range(len(q)):
+            j = start + i
+            lines.append(format_csi_line(
+                buf[i], local_timestamp_us=int(scene.ts_us[j]), rssi=int(rssi[i]),
+                channel=p.channel, seq=j % 65536, mac=mac, layout=layout,
+                real_timestamp=(_t_start(p) + float(scene.times_s[j]))
+                if layout == "esp32-csi-tool" else None,
+            ))
+        fh.write(("\n".join(lines) + "\n").encode("ascii"))
+
+
+def _write_intel5300(scene: Scene, fh: BinaryIO, *, layout: str) -> None:
+    w = Intel5300Writer(fh)
+    groups = SUBCARRIERS_20MHZ - SUBCARRIERS[0]
+    for start, q, rssi in scene.blocks():
+        w.write(q[:, groups, :, None], scene.ts_us[start:start + len(q)], rssi)
+
+
+#: Nexmon int16 CSI scale: the simulated int8-range values × 16 (bcm43455c0 reports
+#: magnitudes of a few hundred).
+_NEXMON_SCALE = 16
+
+
+def _write_nexmon(scene: Scene, fh: BinaryIO, *, layout: str) -> None:
+    p = scene.p
+    w = NexmonPcapWriter(fh, chip="bcm4339" if p.n_rx > 1 else "bcm43455c0",
+                         channel=p.channel)
+    for start, q, rssi in scene.blocks():
+        n = len(q)
+        w.write(q[:, :, None, :] * _NEXMON_SCALE, scene.times_s[start:start + n],
+                np.arange(start, start + n) % 4096, rssi, t0_s=_t_start(p))
 
 
 def window_truth_bpm(truth: dict[str, Any], end_s: float, window_s: float) -> float:

@@ -5,8 +5,10 @@ Method (details, parameters and references in ``docs/breathing.md``):
 1. **Per-packet features** immune to the radio's impairments.
    * ``n_rx ≥ 2`` (Intel 5300, multi-core Nexmon): the CSI ratio between receive antennas
      (FarSense, Zeng et al. 2019) on every used subcarrier — CFO, timing offset and AGC
-     cancel.
-   * ``n_rx == 1`` (ESP32): on the used subcarriers (LLTF ±1…±26; nulls, guards and DC
+     cancel. With one receive chain but ≥ 2 spatial streams (Nexmon bcm4339, Intel 5300
+     with ``Ntx ≥ 2``) the ratio is taken between the streams, which share the receiver's
+     impairments (:func:`ratio_axis`).
+   * one antenna pair (ESP32): on the used subcarriers (LLTF ±1…±26; nulls, guards and DC
      dropped), remove the common phase and linear phase slope (CFO, timing offset) and the
      common amplitude (AGC). The common amplitude is kept as a separate "gain" feature,
      with its AGC steps removed, because a chest reflection close to the line of sight
@@ -96,6 +98,17 @@ def used_subcarriers(frames: Frames) -> np.ndarray:
     return m
 
 
+def ratio_axis(data: np.ndarray) -> int | None:
+    """Antenna axis the CSI ratio is taken along: 2 (receive antennas/cores) when there are
+    ≥ 2, else 3 (spatial streams / transmit antennas of one receive chain, e.g. Nexmon
+    bcm4339), else ``None`` (one antenna pair: the single-antenna path)."""
+    if data.ndim != 4:
+        return None
+    if data.shape[2] >= 2:
+        return 2
+    return 3 if data.shape[3] >= 2 else None
+
+
 def csi_features(
     frames: Frames, mask: np.ndarray, ref_rx: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -121,9 +134,9 @@ def csi_features(
     if data.ndim == 2:
         data = data[:, :, None, None]
     h = data[:, mask]
-    n_rx = h.shape[2]
-    if n_rx >= 2:
-        r = csi_ratio(h, rx_axis=2, ref=ref_rx)
+    axis = ratio_axis(h)
+    if axis is not None:
+        r = csi_ratio(h, rx_axis=axis, ref=ref_rx)
         return r.reshape(len(r), -1), None
     x = h.reshape(h.shape[0], h.shape[1], -1)  # (n, K, n_tx)
     sc = frames.subcarriers[mask] if frames.subcarriers is not None else None
@@ -396,9 +409,11 @@ class BreathingEstimator:
         self._layout = (frames.data.shape[1:], None if frames.subcarriers is None
                         else tuple(np.asarray(frames.subcarriers).tolist()))
         self._mask = used_subcarriers(frames)
-        if frames.data.ndim == 4 and frames.data.shape[2] >= 2:
+        axis = ratio_axis(frames.data)
+        if axis is not None:
             h = frames.data[:, self._mask]
-            self._ref = int(np.argmax(np.mean(np.abs(h), axis=(0, 1, 3))))
+            other = tuple(a for a in (0, 1, 2, 3) if a != axis)
+            self._ref = int(np.argmax(np.mean(np.abs(h), axis=other)))
         feats, gain = csi_features(frames, self._mask, self._ref)
         self._nf = feats.shape[1]
         self._binner = UniformBinner(self.fs_hz, self._nf)
