@@ -1,9 +1,9 @@
-"""Replay throughput and peak memory: ESP32 reader + ``wifi_breathing`` pipeline.
+"""Replay throughput and peak memory: a CSI reader + the ``wifi_breathing`` pipeline.
 
-Simulates a short and a long ESP32 capture into a temporary directory, then replays each
-one in a fresh subprocess (so peak RSS belongs to that run alone) in two modes:
+Simulates a short and a long capture (ESP32 by default; Intel 5300 or Nexmon with
+``--file-format``) into a temporary directory, then replays each one in a fresh subprocess (so peak RSS belongs to that run alone) in two modes:
 
-* ``reader``   — parse the file only (the ESP32 ``CSI_DATA`` reader),
+* ``reader``   — parse the file only (the format's reader),
 * ``pipeline`` — reader + ``wifi_breathing`` through :func:`agent.runner.run_stream`.
 
 Speed is capture seconds per second, from wall time and from the process's CPU time
@@ -17,6 +17,7 @@ Usage::
 
     python benchmarks/bench_replay.py                       # 1 min and 60 min at 100 pkt/s
     python benchmarks/bench_replay.py --minutes 1 10 --packet-rate 50
+    python benchmarks/bench_replay.py --file-format nexmon --n-rx 3   # Intel 5300 / Nexmon
 """
 
 from __future__ import annotations
@@ -84,16 +85,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, nargs="+", default=[1.0, 60.0])
     ap.add_argument("--packet-rate", type=float, default=100.0, help="packets/s (default 100)")
     ap.add_argument("--dir", help="where to write the captures (default: a temporary dir)")
+    ap.add_argument("--file-format", default="esp32", choices=["esp32", "intel5300", "nexmon"],
+                    help="capture format written by the simulator (default esp32)")
+    ap.add_argument("--n-rx", type=int, default=1, help="antennas (Intel 5300 / Nexmon)")
     args = ap.parse_args(argv)
     from sensing.simulate.csi_breathing import simulate_csi_breathing
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         rows = []
         for minutes in args.minutes:
-            path = os.path.join(tmp, f"esp32_{minutes:g}min.csv")
+            path = os.path.join(tmp, f"{args.file_format}_{minutes:g}min.capture")
             t0 = time.perf_counter()
             simulate_csi_breathing(path, seed=1, duration_s=60.0 * minutes, rate_bpm=15.0,
-                                   distance_m=1.5, packet_rate_hz=args.packet_rate)
+                                   distance_m=1.5, packet_rate_hz=args.packet_rate,
+                                   file_format=args.file_format, n_rx=args.n_rx)
             gen = time.perf_counter() - t0
             size = os.path.getsize(path) / 1e6
             print(f"simulated {minutes:g} min ({size:.1f} MB) in {gen:.1f} s", file=sys.stderr)
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                 r.update(minutes=minutes, mode=mode, size_mb=size)
                 rows.append(r)
                 print(json.dumps(r), file=sys.stderr)
-        print(f"\nreplay of simulated ESP32 captures at {args.packet_rate:g} packets/s "
+        print(f"\nreplay of simulated {args.file_format} captures ({args.n_rx} antenna(s)) at "
+              f"{args.packet_rate:g} packets/s "
               f"(os.cpu_count()={os.cpu_count()}, load {os.getloadavg()[0]:.1f})\n")
         print(f"{'capture':>8} {'MB':>6} {'mode':<9} {'packets':>8} {'wall s':>7} "
               f"{'x realtime':>10} {'cpu s':>7} {'x (cpu)':>8} {'peak RSS MB':>11} "

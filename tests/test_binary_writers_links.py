@@ -159,3 +159,35 @@ def test_breathing_through_binary_formats(tmp_path, file_format, n_rx):
     assert len(rates) >= 3
     for t, bpm in rates:
         assert abs(bpm - window_truth_bpm(truth, t, 30.0)) < 1.0
+
+
+def test_live_udp_multi_stream_packets_are_assembled(tmp_path):
+    """The Pi's live path: per-stream UDP packets → NexmonUdpSource → assemble_links."""
+    from sensing.sources.udp import NexmonUdpSource
+    from tests.test_source_udp import run, udp_payloads
+
+    rng = np.random.default_rng(9)
+    csi = _rand_csi(rng, (40, 64, 1, 3), 2000)
+    path = tmp_path / "w.pcap"
+    with open(path, "wb") as fh:
+        NexmonPcapWriter(fh, chip="bcm4339").write(csi, np.arange(40) * 0.01, np.arange(40),
+                                                   np.full(40, -50), t0_s=1.7e9)
+    payloads = udp_payloads(path)
+    assert len(payloads) == 120
+    src = NexmonUdpSource("127.0.0.1", 0, chunk_size=16, max_latency_s=0.2)
+
+    def send(addr):
+        import socket
+        import time
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for i, p in enumerate(payloads):
+                tx.sendto(p, addr)
+                if i % 20 == 19:
+                    time.sleep(0.005)
+        return len(payloads)
+
+    chunks = run(src, send)
+    packets = list(assemble_links(iter(chunks)))
+    data = np.concatenate([f.data for f in packets])
+    np.testing.assert_array_equal(data, csi)
