@@ -1,16 +1,23 @@
-"""Presence/motion detector: real ESPectre captures, calibration, streaming, pipeline."""
+"""Presence/motion detector: real ESPectre captures, calibration, streaming, pipeline, and
+the breathing evidence of a still person on simulated captures."""
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 
+from agent.events import EventFactory
 from agent.pipelines import PIPELINES
 from agent.runner import run_stream
 from sensing.formats import open_capture
 from sensing.frames import Frames
+from sensing.simulate.csi_breathing import generate
 from sensing.wifi.motion import (
     DEFAULT_THRESHOLD,
     MotionCalibration,
@@ -18,7 +25,11 @@ from sensing.wifi.motion import (
     MotionScorer,
     calibrate,
 )
+from sensing.wifi.presence import EVIDENCE, STATES, PresenceTracker
 from tests.conftest import shared_path
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[1] / "agent" / "schema" / "event.schema.json").read_text())
 
 ESP = ("csi", "espectre")
 TEST_FILE = "test_c3_64sc_20260329_130804.npz"
@@ -132,7 +143,7 @@ def test_memory_bounded_by_one_window():
 
 
 def test_presence_still_after_motion_then_empty():
-    det = MotionDetector(hold_s=3.0)
+    det = MotionDetector(hold_s=3.0, breathing=False)
     states = [s for fr in _synthetic(True, seconds=6.0) for s in det.update(fr)]
     quiet = _synthetic(False, seconds=10.0, seed=3)
     for fr in quiet:
@@ -174,3 +185,141 @@ def test_pipeline_events_on_real_file_and_calibration_option(tmp_path):
     assert m[0].value == 1 and m[0].extra["method"] == "calibrated"
     with pytest.raises(ValueError, match="unknown option"):
         cls(treshold=1)
+
+
+# ---------------------------------------------------------------- breathing evidence (simulated)
+# Simulated ESP32 rooms at 2 m, 35 dB, 50 packets/s (sensing/simulate/csi_breathing.py).
+# Seed 10 (150 s, one fidget at 5.6–10.2 s) is a room where the motion detector sees the
+# fidget and the breathing is visible; seed 1 (empty) has no motion false alarm.
+SIM = dict(distance_m=2.0, snr_db=35.0, packet_rate_hz=50.0, rate_bpm=15.0)
+
+
+@functools.lru_cache(maxsize=8)
+def _sim_states(chunk: int = 512, breathing: bool = True, **kw):
+    """Truth, detector states and detector of a simulated capture (cached per arguments)."""
+    truth, frames = generate(chunk_packets=chunk, **{**SIM, **kw})
+    det = MotionDetector(breathing=breathing)
+    return truth, [s for fr in frames for s in det.update(fr)], det
+
+
+def test_tracker_needs_consecutive_breathing_windows_from_empty():
+    tr = PresenceTracker(hold_s=60.0, breath_hold_s=30.0, confirm=2, breath_hop_s=5.0)
+    assert tr.step(30.0, False).state == "empty"
+    tr.add_breathing(30.0, 15.0, 0.5)  # one window: not enough from empty
+    assert tr.step(30.5, False).state == "empty"
+    tr.add_breathing(40.0, 15.0, 0.5)  # not consecutive (10 s later): still not enough
+    assert tr.step(40.5, False).state == "empty"
+    tr.add_breathing(45.0, 15.5, 0.6)  # second consecutive window
+    d = tr.step(45.5, False)
+    assert (d.state, d.evidence, d.breathing_bpm) == ("still", "breathing", 15.5)
+    assert tr.step(75.0, False).state == "still"  # 45 + breath_hold_s
+    assert tr.step(75.5, False).state == "empty"
+    # once occupied (motion, then hold), a single breathing window extends the occupancy
+    assert tr.step(80.0, True).evidence == "motion"
+    assert tr.step(100.0, False).evidence == "hold"
+    tr.add_breathing(135.0, 14.0, 0.4)  # breathing is named first: the stronger evidence
+    assert tr.step(139.5, False).evidence == "breathing"
+    assert tr.step(165.0, False).evidence == "breathing"  # hold ended at 140
+    assert tr.step(165.5, False).state == "empty"
+    with pytest.raises(ValueError):
+        PresenceTracker(confirm=0)
+
+
+def test_still_breathing_person_stays_still_past_hold():
+    truth, states, det = _sim_states(seed=10, duration_s=150.0, fidgets=1)
+    (a, b), = truth["motion_intervals_s"]
+    assert any(s.moving for s in states if a <= s.end_s <= b + 3.0)
+    stop = max(s.end_s for s in states if s.moving)
+    assert stop < b + 4.0
+    after = [s for s in states if s.end_s > stop]
+    # never empty after the fidget, and still on breathing evidence long after hold_s
+    assert all(s.presence == "still" for s in after)
+    late = [s for s in after if s.end_s > stop + det.hold_s + 10.0]
+    assert len(late) > 100 and all(s.evidence == "breathing" for s in late)
+    assert all(abs(s.breathing_bpm - 15.0) < 2.0 for s in late)
+    # motion + hold alone would have reported the sleeper gone
+    _, plain, _ = _sim_states(seed=10, duration_s=150.0, fidgets=1, breathing=False)
+    assert plain[-1].presence == "empty"
+
+
+def test_breathing_alone_takes_empty_room_to_still():
+    _, states, _ = _sim_states(seed=0, duration_s=90.0, fidgets=0)
+    assert not any(s.moving for s in states)
+    first = next(s for s in states if s.presence != "empty")
+    # two consecutive 30 s breathing windows (5 s apart) are needed
+    assert first.evidence == "breathing" and 34.9 <= first.end_s <= 45.0
+    assert all(s.presence == "still" for s in states if s.end_s >= first.end_s)
+
+
+def test_empty_room_never_occupied():
+    _, states, det = _sim_states(seed=1, duration_s=150.0, empty=True)
+    assert len(states) > 250
+    assert all(s.presence == "empty" and s.evidence == "none" for s in states)
+    assert det.breathing.estimator.stats["windows"] >= 20
+    assert det.breathing.estimator.stats["emitted"] == 0
+
+
+def test_presence_with_breathing_is_chunk_size_independent():
+    a = _sim_states(chunk=97, seed=10, duration_s=150.0, fidgets=1)[1]
+    b = _sim_states(seed=10, duration_s=150.0, fidgets=1)[1]  # chunk 512
+    assert [(s.end_s, s.presence, s.evidence) for s in a] == [
+        (s.end_s, s.presence, s.evidence) for s in b]
+
+
+def test_pipeline_event_contract_on_simulated_sleeper():
+    cls = PIPELINES.get("wifi_motion")
+    _, frames = generate(chunk_packets=400, seed=10, duration_s=150.0, fidgets=1, **SIM)
+    pipe = cls()
+    dets = [d for fr in frames for d in pipe.process(fr)]
+    fac = EventFactory("sim.csv")
+    events = [fac.make(d, "wifi_motion").to_dict() for d in dets]
+    for ev in events:
+        jsonschema.validate(ev, SCHEMA)
+        json.dumps(ev, allow_nan=False)
+    motion = [e for e in events if e["type"] == "motion"]
+    assert [e["value"] for e in motion] == [1, 0]  # the fidget: on, then off
+    pres = [e for e in events if e["type"] == "presence"]
+    # the person is there from the start: no spurious first "empty" (the fidget at 5.6 s
+    # comes before the 35 s breathing warm-up would allow one)
+    assert pres[0]["value"] == 1 and pres[0]["state"] == "moving"
+    for e in pres:
+        assert e["state"] in STATES and e["evidence"] in EVIDENCE
+        assert e["value"] == int(e["state"] != "empty") and e["unit"] == ""
+        assert ("breathing_bpm" in e) == (e["evidence"] == "breathing")
+    assert [e["state"] for e in pres] == ["moving", "still"]
+    assert pres[-1]["evidence"] == "hold"  # the change happens when motion stops
+    # options reach the detector; breathing can be turned off
+    assert not math.isinf(cls(breath_hold_s=20).detector.tracker.breath_hold_s)
+    assert cls(breathing=False).detector.breathing is None
+
+
+def test_first_empty_waits_for_the_breathing_warm_up():
+    pipe = PIPELINES.get("wifi_motion")()
+    assert pipe.detector.presence_warmup_s == 35.0
+    _, frames = generate(chunk_packets=400, seed=2, duration_s=60.0, empty=True, **SIM)
+    pres = [d for fr in frames for d in pipe.process(fr) if d.type == "presence"]
+    assert [(d.value, d.extra["state"]) for d in pres] == [(0, "empty")]
+    assert pres[0].offset_s == 35.0
+    # a stream shorter than the warm-up gets its verdict at the end
+    pipe = PIPELINES.get("wifi_motion")()
+    _, frames = generate(chunk_packets=400, seed=2, duration_s=10.0, empty=True, **SIM)
+    dets = [d for fr in frames for d in pipe.process(fr)]
+    assert not dets
+    end = pipe.flush()
+    assert [(d.type, d.extra["state"]) for d in end] == [("presence", "empty")]
+    assert 9.0 <= end[0].offset_s <= 10.0 and pipe.flush() == []
+    # without breathing evidence the first decision comes after on_windows windows
+    pipe = PIPELINES.get("wifi_motion")(breathing=False)
+    _, frames = generate(chunk_packets=400, seed=2, duration_s=20.0, empty=True, **SIM)
+    pres = [d for fr in frames for d in pipe.process(fr) if d.type == "presence"]
+    assert pres[0].offset_s == 1.5 and pres[0].extra["state"] == "empty"
+
+
+def test_events_serialise_when_windows_are_too_sparse_to_score():
+    # 5 packets/s: every 1 s window holds fewer than MIN_PACKETS, the score is NaN
+    pipe = PIPELINES.get("wifi_motion")(breathing=False)  # first "empty" at once
+    dets = [d for fr in _synthetic(False, seconds=10.0, fs=5.0) for d in pipe.process(fr)]
+    assert dets and all(d.extra["score"] is None for d in dets)
+    fac = EventFactory("sparse")
+    for d in dets:
+        jsonschema.validate(json.loads(fac.make(d, "wifi_motion").to_json()), SCHEMA)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from agent.pipelines.base import PIPELINES, Pipeline
@@ -18,8 +19,12 @@ class WifiMotionPipeline(Pipeline):
     """Presence and motion from WiFi CSI amplitude fluctuations.
 
     Emits ``motion`` (value 1 when motion starts, 0 when it stops) and ``presence``
-    (value 1 occupied / 0 empty, ``extra.state`` = ``empty``/``still``/``moving``) on the
-    first decision and on every change.
+    (value 1 occupied / 0 empty, ``extra.state`` = ``empty``/``still``/``moving``,
+    ``extra.evidence`` = ``motion``/``breathing``/``profile``/``hold``/``none``, plus
+    ``extra.breathing_bpm`` when the evidence is breathing) on the first decision and on
+    every change of state. With breathing evidence on, a first ``empty`` is only emitted
+    once breathing could have been confirmed (35 s into the stream by default), or at the
+    end of a shorter stream.
 
     Options
     -------
@@ -30,6 +35,12 @@ class WifiMotionPipeline(Pipeline):
         Motion-score threshold overriding the calibration / default.
     window_s, hop_s, on_windows, off_s, hold_s
         See :class:`sensing.wifi.motion.MotionDetector`.
+    breathing, breath_hold_s, breath_min_confidence, breath_confirm
+        Respiration evidence of a still person (``breathing=false`` turns it off and
+        halves the CPU cost); see :class:`sensing.wifi.motion.MotionDetector`.
+    profile_evidence : bool
+        With a calibration, count a static profile unlike the empty room's as a still
+        person (off by default: false alarms on drifting rooms).
     """
 
     name = "wifi_motion"
@@ -42,7 +53,9 @@ class WifiMotionPipeline(Pipeline):
         super().__init__(**options)
         cal_path = options.pop("calibration", None)
         cal = MotionCalibration.load(cal_path) if cal_path else None
-        known = {"threshold", "window_s", "hop_s", "on_windows", "off_s", "hold_s"}
+        known = {"threshold", "window_s", "hop_s", "on_windows", "off_s", "hold_s",
+                 "breathing", "breath_hold_s", "breath_min_confidence", "breath_confirm",
+                 "profile_evidence"}
         unknown = set(options) - known
         if unknown:
             raise ValueError(f"wifi_motion: unknown option(s) {sorted(unknown)}; "
@@ -55,6 +68,8 @@ class WifiMotionPipeline(Pipeline):
         self._moving: bool | None = None
         self._presence: str | None = None
         self._n = 0
+        self._t0: float | None = None  # stream start (s)
+        self._last: MotionState | None = None
 
     def process(self, frames: Frames) -> list[Detection]:
         out: list[Detection] = []
@@ -62,21 +77,40 @@ class WifiMotionPipeline(Pipeline):
             out.extend(self._events(st))
         return out
 
-    def _events(self, st: MotionState) -> list[Detection]:
+    def flush(self) -> list[Detection]:
+        """End of stream: a stream shorter than the warm-up still gets its presence verdict
+        (the state after the last window), if none was emitted yet."""
+        if self._presence is None and self._last is not None:
+            return self._events(self._last, final=True)
+        return []
+
+    def _events(self, st: MotionState, final: bool = False) -> list[Detection]:
+        self._last = st
         out = []
-        extra = {"score": round(float(st.score), 5), "threshold": round(self.detector.threshold, 5),
+        score = round(float(st.score), 5) if math.isfinite(st.score) else None  # JSON has no NaN
+        extra = {"score": score, "threshold": round(self.detector.threshold, 5),
                  "window_s": self.detector.scorer.window_s, "method": self.method}
         conf = _confidence(st.score, self.detector.threshold)
         if self._moving is None:
             self._moving = False
-        if st.moving != self._moving:
+        if st.moving != self._moving and not final:
             out.append(Detection("motion", st.end_s, int(st.moving), "", conf, dict(extra)))
             self._moving = st.moving
-        self._n += 1
-        # the first presence decision waits until motion could have been confirmed
-        if self._n >= self.detector.on_windows and st.presence != self._presence:
+        self._n += 0 if final else 1
+        if self._t0 is None:
+            self._t0 = st.end_s - self.detector.scorer.window_s
+        # the first presence decision waits until motion could have been confirmed, and a
+        # first "empty" until breathing could have been seen (a person already sitting
+        # still when the stream starts is not reported empty, then occupied)
+        first_ok = (final or self._presence is not None or st.presence != "empty"
+                    or st.end_s - self._t0 >= self.detector.presence_warmup_s - 1e-6)
+        if (self._n >= self.detector.on_windows and st.presence != self._presence
+                and first_ok):
+            pextra = {**extra, "state": st.presence, "evidence": st.evidence}
+            if st.evidence == "breathing":
+                pextra["breathing_bpm"] = round(float(st.breathing_bpm), 2)
             out.append(Detection("presence", st.end_s, int(st.presence != "empty"), "",
-                                 conf, {**extra, "state": st.presence}))
+                                 conf, pextra))
             self._presence = st.presence
         return out
 

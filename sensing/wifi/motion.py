@@ -19,10 +19,15 @@ Decision
 --------
 A window is *active* when its score exceeds the threshold. The detector reports ``moving``
 after ``on_windows`` consecutive active windows and returns to *not moving* after
-``off_s`` seconds without an active window. Presence: ``moving`` implies occupied; after
-motion stops the room is reported ``still`` (occupied, not moving) for ``hold_s`` seconds,
-or for as long as the static CSI profile differs from the calibrated empty-room profile
-(only with a calibration), then ``empty``.
+``off_s`` seconds without an active window.
+
+Presence (:class:`sensing.wifi.presence.PresenceTracker`): ``moving`` while motion is on;
+otherwise ``still`` (occupied, not moving) while there is respiration evidence (a breathing
+window in the last ``breath_hold_s`` seconds, from
+:class:`sensing.wifi.presence.BreathingEvidence`), or — opt-in, with a calibration — while
+the static CSI profile differs from the empty-room profile, or for ``hold_s`` seconds after
+motion stops; ``empty`` when none holds. Leaving ``empty`` on breathing alone needs
+``breath_confirm`` consecutive breathing windows.
 
 Calibration
 -----------
@@ -43,7 +48,15 @@ from typing import Any
 
 import numpy as np
 
+from sensing.detections import Detection
 from sensing.frames import Frames
+from sensing.wifi.presence import (
+    BREATH_CONFIRM,
+    BREATH_HOLD_S,
+    BREATH_MIN_CONFIDENCE,
+    BreathingEvidence,
+    PresenceTracker,
+)
 
 #: Threshold on the motion score when no calibration is given: geometric mean of the pooled
 #: empty-room 95th percentile (0.0290) and movement 5th percentile (0.0468) of the ESP32 and C6
@@ -228,7 +241,8 @@ class MotionCalibration:
     profile : list of list of float or None
         Empty-room static amplitude profile ``(n_subcarriers, n_links)``.
     profile_threshold : float or None
-        Profile distance above which a still person is assumed present.
+        Profile distance above which a still person is assumed present (used only with
+        ``MotionDetector(profile_evidence=True)``).
     window_s : float
         Window length (s) the scores were computed with.
     n_windows : int
@@ -374,6 +388,11 @@ class MotionState:
         ``"empty"``, ``"still"`` or ``"moving"``.
     profile_distance : float
         Distance to the empty-room profile (NaN without calibration).
+    evidence : str
+        Why the presence state holds: ``"motion"``, ``"breathing"``, ``"profile"``,
+        ``"hold"`` or ``"none"`` (empty).
+    breathing_bpm : float
+        Rate of the last credible breathing window (breaths/min; NaN if none yet).
     """
 
     end_s: float
@@ -382,6 +401,8 @@ class MotionState:
     moving: bool
     presence: str
     profile_distance: float = float("nan")
+    evidence: str = "none"
+    breathing_bpm: float = float("nan")
 
 
 class MotionDetector:
@@ -400,8 +421,22 @@ class MotionDetector:
     off_s : float
         Seconds without an active window before motion is reported stopped.
     hold_s : float
-        Seconds the room stays ``still`` (occupied) after motion stops, when the profile
-        test cannot tell (no calibration).
+        Seconds the room stays ``still`` (occupied) after motion stops when no other
+        evidence (breathing, calibrated profile) says so.
+    breathing : bool
+        Use respiration as evidence of a still person (costs about as much CPU as the
+        motion score itself; see ``docs/motion.md``).
+    breath_hold_s : float
+        Seconds one breathing window keeps the room ``still``.
+    breath_min_confidence : float
+        Breathing confidence (0–1) that counts as evidence.
+    breath_confirm : int
+        Consecutive breathing windows (5 s apart) needed to go from ``empty`` to ``still``.
+    profile_evidence : bool
+        With a calibration, also report ``still`` while the static profile differs from
+        the empty-room profile. Off by default: on simulated rooms it marked 20 % of the
+        empty-room windows occupied (slow environment drift and AGC steps move the profile
+        too; ``docs/motion.md``).
     """
 
     def __init__(
@@ -414,6 +449,11 @@ class MotionDetector:
         on_windows: int = 2,
         off_s: float = 2.0,
         hold_s: float = 60.0,
+        breathing: bool = True,
+        breath_hold_s: float = BREATH_HOLD_S,
+        breath_min_confidence: float = BREATH_MIN_CONFIDENCE,
+        breath_confirm: int = BREATH_CONFIRM,
+        profile_evidence: bool = False,
     ) -> None:
         self.calibration = calibration
         if threshold is None:
@@ -425,15 +465,34 @@ class MotionDetector:
         self.hold_s = float(hold_s)
         self._ref = (np.asarray(calibration.profile) if calibration and calibration.profile
                      else None)
+        self.profile_evidence = bool(profile_evidence)
+        self.breathing = (BreathingEvidence(min_confidence=breath_min_confidence)
+                          if breathing else None)
+        self.tracker = PresenceTracker(
+            hold_s=hold_s, breath_hold_s=breath_hold_s, confirm=breath_confirm,
+            breath_hop_s=self.breathing.hop_s if self.breathing else 5.0)
+        #: Stream time (s) before an ``empty`` verdict is trustworthy: the first
+        #: ``breath_confirm`` breathing windows must have had their chance.
+        self.presence_warmup_s = (
+            self.breathing.estimator.window_s + (breath_confirm - 1) * self.breathing.hop_s
+            if self.breathing else 0.0)
+        # breathing windows not yet reached by the motion windows (a few at most)
+        self._pending: deque[Detection] = deque()
         self._run = 0
         self._moving = False
         self._last_active: float | None = None
-        self._last_moving: float | None = None
 
     def update(self, frames: Frames) -> list[MotionState]:
         """Consume one chunk; return the state after each window it completed."""
+        if self.breathing is not None and len(frames):
+            self._pending.extend(self.breathing.update(frames))
         out = []
         for w in self.scorer.update(frames):
+            # breathing windows ending by this motion window (both need the same packets,
+            # so the result does not depend on how the stream is chunked)
+            while self._pending and self._pending[0].offset_s <= w.end_s + 1e-6:
+                d = self._pending.popleft()
+                self.tracker.add_breathing(d.offset_s, float(d.value), d.confidence)
             out.append(self._step(w))
         return out
 
@@ -449,19 +508,12 @@ class MotionDetector:
         elif self._moving and (self._last_active is None
                                or w.end_s - self._last_active >= self.off_s):
             self._moving = False
-        if self._moving:
-            self._last_moving = w.end_s
         dist = float("nan")
         if self._ref is not None and w.profile is not None:
             dist = profile_distance(w.profile, self._ref)
-        if self._moving:
-            presence = "moving"
-        elif self._ref is not None and np.isfinite(dist) and self.calibration is not None:
-            presence = "still" if dist > (self.calibration.profile_threshold or np.inf) else (
-                "still" if self._recent(w.end_s) else "empty")
-        else:
-            presence = "still" if self._recent(w.end_s) else "empty"
-        return MotionState(w.end_s, w.score, active, self._moving, presence, dist)
-
-    def _recent(self, t: float) -> bool:
-        return self._last_moving is not None and t - self._last_moving < self.hold_s
+        prof_thr = self.calibration.profile_threshold if self.calibration else None
+        profile_occupied = bool(self.profile_evidence and prof_thr is not None
+                                and np.isfinite(dist) and dist > prof_thr)
+        dec = self.tracker.step(w.end_s, self._moving, profile_occupied)
+        return MotionState(w.end_s, w.score, active, self._moving, dec.state, dist,
+                           dec.evidence, dec.breathing_bpm)
