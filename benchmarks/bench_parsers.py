@@ -3,7 +3,7 @@
 Usage::
 
     pip install -e .[bench]            # csiread (C-accelerated reference parser)
-    python benchmarks/bench_parsers.py [--repeat 7] [--chunk-size 4096] [--memory]
+    python benchmarks/bench_parsers.py [--repeat 15] [--chunk-size 4096] [--memory] [--only NAME]
 
 For every file both parsers read the whole capture, alternately, ``--repeat`` times; the
 best CPU time (``time.process_time``, so other processes on a shared machine matter less)
@@ -15,7 +15,8 @@ and reports the peak traced allocation, which must not grow with the capture len
 
 Files come from ``../shared/data/csi`` (``AMBISENSE_SHARED_DATA`` overrides the data root);
 the cleaned ESP32 file (no header line, no short line — csiread cannot read the original)
-is written to a temporary directory.
+is written to a temporary directory. ``--only`` keeps the files whose name contains a text.
+The readers are imported from the checkout this script belongs to.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("AMBISENSE_SHARED_DATA", REPO.parent / "shared" / "data")) / "csi"
+sys.path.insert(0, str(REPO))  # benchmark this checkout's readers, whatever is installed
 
 
 def _ours(fmt: str, chunk_size: int) -> Callable[[Path], int]:
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--chunk-size", type=int, default=4096)
     ap.add_argument("--memory", action="store_true", help="also measure peak memory")
+    ap.add_argument("--only", default="", help="only files whose name contains this text")
     args = ap.parse_args(argv)
     if not DATA.exists():
         print(f"no data at {DATA}", file=sys.stderr)
@@ -153,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
               "csiread k pkt/s | ours / csiread |")
         print("|---|---|---:|---:|---:|---:|---:|---:|")
         for label, fmt, path, ref in cases(tmp):
+            if args.only not in path.name:
+                continue
             ours = _ours(fmt, args.chunk_size)
             ours(path)  # warm up (imports, page cache)
             t_ours = t_ref = float("inf")

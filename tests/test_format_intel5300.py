@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 import scipy.io
@@ -11,8 +13,14 @@ from sensing.formats import detect_format, open_capture
 from sensing.formats.intel5300 import (
     SUBCARRIERS_20MHZ,
     Intel5300Reader,
+    bfee_csi_len,
+    gather_rows,
+    matlab_rx_order,
+    record_offsets,
     scaled_csi_frames,
     total_rss_dbm,
+    unpack_bfee_csi,
+    unpack_bfee_rows,
 )
 from tests.conftest import shared_path
 
@@ -212,3 +220,109 @@ def test_info_on_every_binary_csi_capture():
         by_format[info["format"]] = by_format.get(info["format"], 0) + 1
         assert info["frames"] > 0 and info["chip"] and info["bandwidth_mhz"] in (20, 40, 80)
     assert by_format == {"intel5300": 19, "nexmon_pcap": 8, "picoscenes": 4}
+
+
+# -- fast paths against straightforward references ------------------------------------------
+def _walk_reference(buf, *, len_at, len_bytes, big_endian, overhead, min_len, max_len):
+    """One record at a time: (offsets, sizes, end) or the offset of a bad length field."""
+    code = (">" if big_endian else "<") + {2: "H", 4: "I"}[len_bytes]
+    pos, offs = 0, []
+    while pos + len_at + len_bytes <= len(buf):
+        size = overhead + struct.unpack_from(code, buf, pos + len_at)[0]
+        if not max(overhead + min_len, 1) <= size <= overhead + max_len:
+            return pos
+        if pos + size > len(buf):
+            break
+        offs.append(pos)
+        pos += size
+    return offs, np.diff(offs + [pos]).tolist(), pos
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_record_walk_speculation_equals_one_by_one(seed):
+    """Regular runs (one size, two alternating sizes), rare and frequent odd sizes,
+    a cut last record and corrupted length fields, for every length-field layout."""
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        len_bytes = int(rng.choice([2, 4]))
+        big = bool(rng.integers(2))
+        len_at = int(rng.choice([0, 3, 8]))
+        overhead = len_at + len_bytes + int(rng.choice([0, 4]))
+        pool = rng.integers(overhead + 1, overhead + 80, size=int(rng.integers(1, 4)))
+        n = int(rng.integers(0, 600))
+        mode = rng.integers(3)
+        if mode == 0:
+            sizes = pool[np.arange(n) % len(pool)]
+        elif mode == 1:
+            sizes = np.where(rng.random(n) < 0.9, pool[0], pool[-1])
+        else:
+            sizes = rng.choice(pool, n)
+        code = (">" if big else "<") + {2: "H", 4: "I"}[len_bytes]
+        buf = bytearray()
+        for s in sizes.tolist():
+            rec = bytearray(rng.integers(0, 256, s, dtype=np.uint8).tobytes())
+            rec[len_at: len_at + len_bytes] = struct.pack(code, s - overhead)
+            buf += rec
+        if len(buf) and rng.random() < 0.3:
+            buf = buf[: int(rng.integers(0, len(buf)))]
+        if len(buf) > 8 and rng.random() < 0.2:
+            buf[int(rng.integers(len(buf)))] ^= 0xFF
+        kw = dict(len_at=len_at, len_bytes=len_bytes, big_endian=big, overhead=overhead,
+                  min_len=int(rng.choice([0, 1, 5])), max_len=int(rng.choice([40, 80, 0xFFFF])))
+        ref = _walk_reference(bytes(buf), **kw)
+        if isinstance(ref, int):
+            with pytest.raises(CaptureFormatError) as err:
+                record_offsets(bytes(buf), path="x", base=0, **kw)
+            assert err.value.where == f"byte {ref}"
+            continue
+        offs, sizes_out, end = record_offsets(bytes(buf), path="x", base=0, **kw)
+        assert (offs.tolist(), sizes_out.tolist(), end) == ref
+
+
+def test_unpack_rows_equals_unpack_per_antenna_selection():
+    rng = np.random.default_rng(0)
+    for n_rx, n_tx in ((1, 1), (2, 2), (3, 1), (3, 3), (2, 3)):
+        width = int(bfee_csi_len(n_rx, n_tx))
+        payload = rng.integers(0, 256, (200, width + 5), dtype=np.uint8)
+        sel = rng.integers(0, 64, 200).astype(np.uint8)
+        sel[:50] = 0b100100  # valid permutations for 3 rx
+        sel[50:80] = 0b011000
+        got = unpack_bfee_rows(payload, n_rx, n_tx, sel, matlab_rx_order)
+        for s in np.unique(sel).tolist():
+            rows = sel == s
+            expect = unpack_bfee_csi(payload[rows], n_rx, n_tx, matlab_rx_order(s, n_rx))
+            np.testing.assert_array_equal(got[rows], expect)
+
+
+def test_unpack_bits_equals_bitwise_reference():
+    rng = np.random.default_rng(1)
+    n_rx, n_tx = 3, 2
+    payload = rng.integers(0, 256, (20, int(bfee_csi_len(n_rx, n_tx))), dtype=np.uint8)
+    got = unpack_bfee_csi(payload, n_rx, n_tx)
+    for r in range(len(payload)):
+        bits = int.from_bytes(payload[r].tobytes(), "little")
+        for g in range(30):
+            for k in range(n_rx * n_tx):
+                at = g * (16 * n_rx * n_tx + 3) + 3 + 16 * k
+                re = ((bits >> at) & 0xFF) - (((bits >> at) & 0x80) << 1)
+                im = ((bits >> (at + 8)) & 0xFF) - (((bits >> (at + 8)) & 0x80) << 1)
+                assert got[r, g, k // n_tx, k % n_tx] == complex(re, im)
+
+
+def test_total_rss_table_equals_powers():
+    rng = np.random.default_rng(2)
+    a, b, c, agc = (rng.integers(0, 256, 500).astype(np.uint8) for _ in range(4))
+    a[:20] = 0
+    fast = total_rss_dbm(a, b, c, agc)
+    slow = total_rss_dbm(a.astype(np.int64), b.astype(np.int64), c.astype(np.int64), agc)
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_gather_rows_equals_sliding_windows():
+    arr = np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8)
+    starts = np.array([0, 7, 7, 100, 4000 - 9, 5000 - 33])
+    for width in (1, 8, 33):
+        np.testing.assert_array_equal(
+            gather_rows(arr, starts, width),
+            np.lib.stride_tricks.sliding_window_view(arr, width)[starts])
+    assert gather_rows(arr, starts[:0], 8).shape == (0, 8)

@@ -232,3 +232,69 @@ def test_20mhz_packets(tmp_path):
     np.testing.assert_array_equal(chunks[0].subcarriers, np.arange(-32, 32))
     raw = np.frombuffer(pk[0][2][42 + 18: 42 + 18 + 256], "<i2").astype(np.float32)
     np.testing.assert_array_equal(fft_order(csi[:1])[0], raw[0::2] + 1j * raw[1::2])
+
+
+# -- the fast path (one structured row per record) against the general path -------------
+def _all_chunks(path, **kw):
+    return list(NexmonPcapReader(path, **kw).chunks())
+
+
+def _assert_same_stream(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.data.dtype == y.data.dtype and x.data.shape == y.data.shape
+        np.testing.assert_array_equal(x.data, y.data)
+        np.testing.assert_array_equal(x.times_s, y.times_s)
+        np.testing.assert_array_equal(x.subcarriers, y.subcarriers)
+        assert x.t0 == y.t0 and x.meta == y.meta and x.fields.keys() == y.fields.keys()
+        for k in x.fields:
+            assert x.fields[k].dtype == y.fields[k].dtype, k
+            np.testing.assert_array_equal(x.fields[k], y.fields[k], err_msg=k)
+
+
+def _general_only(monkeypatch):
+    monkeypatch.setattr(NexmonPcapReader, "_decode_fast", lambda self, *a, **k: None)
+
+
+@pytest.mark.parametrize("rel", sorted(FILES))
+def test_fast_path_equals_general_path(rel, monkeypatch):
+    path = shared_path("csi", *rel.split("/"))
+    fast = _all_chunks(path, chunk_size=100)
+    _general_only(monkeypatch)
+    _assert_same_stream(fast, _all_chunks(path, chunk_size=100))
+
+
+def _irregular_captures(tmp_path):
+    """Real packets with Ethernet trailers of several sizes, 80 MHz packets in a 40 MHz
+    capture, other traffic, a broken magic and an IPv4 header with options."""
+    pk40 = packets(shared_path("csi", "nexmon_csi", "output-40.pcap"))[:600]
+    pk80 = packets(shared_path("csi", "csikit-nexmon", "example_4339.pcap"))[:50]
+    rng = np.random.default_rng(3)
+    out = {}
+    trailers = [(s, u, d + bytes(int(rng.choice([0, 0, 0, 4, 8, 2])))) for s, u, d in pk40]
+    out["trailers"] = trailers
+    out["sizes_mixed"] = [trailers[i] if i % 9 else pk80[i % 50] for i in range(len(trailers))]
+    other = bytearray(pk40[5][2])
+    other[36:38] = (5501).to_bytes(2, "big")
+    bad = bytearray(pk40[6][2])
+    bad[42:44] = b"\x22\x22"
+    out["other_and_bad"] = pk40[:5] + [(0, 0, bytes(other)), (0, 0, bytes(bad))] + pk40[7:]
+    opt = bytearray(pk40[8][2])  # IHL 6: one 4-byte IPv4 option
+    opt = opt[:14] + bytes([0x46]) + opt[15:34] + b"\x01\x01\x01\x01" + opt[34:]
+    opt[16:18] = (int.from_bytes(opt[16:18], "big") + 4).to_bytes(2, "big")
+    out["ip_options"] = pk40[:8] + [(0, 0, bytes(opt))] + pk40[9:]
+    return out
+
+
+def test_fast_path_equals_general_path_on_irregular_captures(tmp_path, monkeypatch):
+    cases = _irregular_captures(tmp_path)
+    fast = {}
+    for name, pk in cases.items():
+        write_pcap(tmp_path / f"{name}.pcap", pk)
+        fast[name] = _all_chunks(tmp_path / f"{name}.pcap", chunk_size=64)
+    _general_only(monkeypatch)
+    for name in cases:
+        _assert_same_stream(fast[name], _all_chunks(tmp_path / f"{name}.pcap", chunk_size=64))
+    assert sum(len(c) for c in fast["sizes_mixed"]) == 600
+    assert sum(len(c) for c in fast["other_and_bad"]) == 598
+    assert sum(len(c) for c in fast["ip_options"]) == 600

@@ -7,9 +7,11 @@ import pytest
 
 from sensing.formats import detect_format
 from sensing.formats.picoscenes import (
+    DATA_TONES,
     TONE_PLANS,
     PicoScenesReader,
     iwl5300_rx_order,
+    mvm_unpack,
     segment_layout,
 )
 from tests.conftest import shared_path
@@ -143,3 +145,71 @@ def test_broken_frames_are_counted_rejects(tmp_path):
     where = {r.reason: r.where for r in reader.rejects.first}
     assert where == {"bad_frame": f"byte {fr[5][0]}", "bad_dimensions": f"byte {fr[7][0]}",
                      "truncated_frame": f"byte {fr[-1][0]}"}
+
+
+# -- grouping by segment layout, per-layout chunks, MVM unpacking --------------------------
+def _frames_in(path):
+    blob = path.read_bytes()
+    return [blob[o: o + s] for o, s in frames_of(blob)]
+
+
+def _rows_by_frame(chunks):
+    """(csi, subcarriers, fields) of every row, in stream order."""
+    out = []
+    for c in chunks:
+        for i in range(len(c)):
+            out.append((c.data[i], c.subcarriers, {k: v[i] for k, v in c.fields.items()
+                                                    if k != "time_valid"}))
+    return out
+
+
+def test_interleaved_devices_decode_like_each_file_alone(tmp_path):
+    """Frames of four captures (three devices, several antenna/tone layouts) interleaved in
+    runs of 1-30 frames: every row equals the same frame read from its own file, chunks
+    never mix layouts and follow file order, and chunk_size cuts only within a layout run."""
+    names = list(FILES)
+    frames = {k: _frames_in(shared_path("csi", *k.split("/"))) for k in names}
+    alone = {k: _rows_by_frame(list(PicoScenesReader(shared_path("csi", *k.split("/")))))
+             for k in names}
+    rng = np.random.default_rng(4)
+    blob, expect, at = bytearray(), [], {k: 0 for k in names}
+    while len(blob) < 900_000:  # one block (1 MiB): chunks end only where said below
+        k = names[int(rng.integers(len(names)))]
+        run = int(rng.choice([1, 1, 2, 5, 30]))
+        for _ in range(run):
+            i = at[k] % len(frames[k])
+            blob += frames[k][i]
+            expect.append(alone[k][i])
+            at[k] += 1
+    path = tmp_path / "mixed.csi"
+    path.write_bytes(bytes(blob))
+    chunks = list(PicoScenesReader(path, chunk_size=7))
+    got = _rows_by_frame(chunks)
+    assert len(got) == len(expect)
+    for (c, s, f), (c0, s0, f0) in zip(got, expect, strict=True):
+        np.testing.assert_array_equal(c, c0)
+        np.testing.assert_array_equal(s, s0)
+        assert f.keys() == f0.keys()
+        for k in f:
+            np.testing.assert_array_equal(f[k], f0[k], err_msg=k)
+    times = np.concatenate([c.times_s for c in chunks])
+    assert len(got) > 500 and all(len(c) <= 7 for c in chunks)
+    for a, b in zip(chunks[:-1], chunks[1:], strict=True):  # a full chunk, or a layout change
+        assert len(a) == 7 or a.data.shape[1:] != b.data.shape[1:] or \
+            not np.array_equal(a.subcarriers, b.subcarriers)
+    assert (np.diff(times) >= 0).all()
+
+
+def test_mvm_unpack_equals_reshape_reference():
+    rng = np.random.default_rng(5)
+    for (fmt, cbw), (tones, _) in TONE_PLANS.items():
+        n_tone = len(tones)
+        for n_rx, n_tx in ((1, 1), (2, 1), (2, 2)):
+            raw = rng.integers(0, 256, (9, 4 * n_tone * n_rx * n_tx + 3), dtype=np.uint8)
+            buf = raw[:, 1: 1 + 4 * n_tone * n_rx * n_tx]  # unaligned, strided rows
+            keep = DATA_TONES[(fmt, cbw)]
+            iq = np.ascontiguousarray(buf).view("<i2").astype(np.float32)
+            ref = iq.view(np.complex64).reshape(9, n_rx, n_tx, n_tone)[..., keep]
+            got = mvm_unpack(buf, n_tone, n_rx, n_tx, keep)
+            assert got.flags.c_contiguous
+            np.testing.assert_array_equal(got, ref.transpose(0, 3, 1, 2))

@@ -33,7 +33,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,45 @@ def _bit_positions(m: int) -> tuple[np.ndarray, np.ndarray]:
 _POSITIONS = {m: _bit_positions(m) for m in range(1, 10)}
 
 
+def _pair_positions(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Byte pairs ``(k, k + 1)`` (interleaved) and uint16 shifts of each int8 of
+    :func:`_bit_positions`: the value is the low byte of ``uint16 LE at k >> shift``."""
+    byte, shift = _POSITIONS[m]
+    return np.stack([byte, byte + 1], axis=-1).ravel(), shift.astype(np.uint16)
+
+
+_PAIRS = {m: _pair_positions(m) for m in range(1, 10)}
+
+
+def _unpack_int8(payload: np.ndarray, m: int, columns: np.ndarray | None = None) -> np.ndarray:
+    """int8 ``(n, 60 m)`` values of bfee bit streams in ``(group, rx·tx, re/im)`` order.
+
+    One gather of both bytes of every value (read as a little-endian uint16), one shift and
+    a truncating cast; ``columns`` optionally re-orders the values (antenna permutation).
+    """
+    pair, shift = _PAIRS[m]
+    if columns is not None:
+        pair = pair.reshape(-1, 2)[columns].ravel()
+        shift = shift[columns]
+    words = np.take(payload, pair, axis=1).view("<u2")
+    words >>= shift
+    return words.astype(np.int8)
+
+
+def _rx_columns(n_rx: int, n_tx: int, rx_order: np.ndarray) -> np.ndarray:
+    """Value columns in output order when output rx slot ``q`` takes chain ``rx_order[q]``."""
+    return np.arange(N_GROUPS * n_rx * n_tx * 2).reshape(N_GROUPS, n_rx, n_tx, 2)[
+        :, rx_order].ravel()
+
+
+def _to_complex(vals: np.ndarray, n_rx: int, n_tx: int) -> np.ndarray:
+    """complex64 ``(n, 30, n_rx, n_tx)`` from int8 (re, im) values."""
+    n = len(vals)
+    out = np.empty((n, N_GROUPS, n_rx, n_tx), dtype=np.complex64)
+    out.view(np.float32).reshape(n, -1)[...] = vals
+    return out
+
+
 def unpack_bfee_csi(
     payload: np.ndarray, n_rx: int, n_tx: int, rx_order: np.ndarray | None = None
 ) -> np.ndarray:
@@ -96,21 +135,56 @@ def unpack_bfee_csi(
     numpy.ndarray
         complex64 ``(n, 30, n_rx, n_tx)`` raw CSI (int8 real/imag values).
     """
-    byte, shift = _POSITIONS[n_rx * n_tx]
-    if rx_order is not None:
-        byte = byte.reshape(N_GROUPS, n_rx, n_tx, 2)[:, rx_order].ravel()
-        shift = shift.reshape(N_GROUPS, n_rx, n_tx, 2)[:, rx_order].ravel()
-    n = len(payload)
-    # value = (byte[k] >> r) | (byte[k + 1] << (8 - r)), in uint8 arithmetic (the left shift
-    # drops the high bits; a shift by 8 gives 0)
-    lo = np.take(payload, byte, axis=1)
-    hi = np.take(payload, byte + 1, axis=1)
-    lo >>= shift.astype(np.uint8)
-    hi <<= (8 - shift).astype(np.uint8)
-    lo |= hi
-    out = np.empty((n, N_GROUPS, n_rx, n_tx), dtype=np.complex64)
-    out.view(np.float32).reshape(n, -1)[...] = lo.view(np.int8)
-    return out
+    cols = None if rx_order is None else _rx_columns(n_rx, n_tx, rx_order)
+    return _to_complex(_unpack_int8(payload, n_rx * n_tx, cols), n_rx, n_tx)
+
+
+def unpack_bfee_rows(
+    payload: np.ndarray, n_rx: int, n_tx: int, antenna_sel: np.ndarray,
+    rx_order: Callable[[int, int], np.ndarray | None],
+) -> np.ndarray:
+    """:func:`unpack_bfee_csi` with a per-row antenna permutation.
+
+    Parameters
+    ----------
+    payload : numpy.ndarray
+        uint8 ``(n, >= bfee_csi_len(n_rx, n_tx))`` bit streams of one antenna layout.
+    n_rx, n_tx : int
+        Receive and transmit antennas.
+    antenna_sel : numpy.ndarray
+        ``(n,)`` antenna-selection byte of each row.
+    rx_order : callable
+        ``rx_order(antenna_sel, n_rx)``: the rx order of a selection (None: stream order),
+        e.g. :func:`matlab_rx_order`.
+
+    Returns
+    -------
+    numpy.ndarray
+        complex64 ``(n, 30, n_rx, n_tx)``; equal to unpacking each group of rows sharing an
+        antenna selection with :func:`unpack_bfee_csi` and its order. The bits are unpacked
+        once in stream order; only rows with a non-trivial order are re-ordered (int8).
+    """
+    vals = _unpack_int8(payload, n_rx * n_tx)
+    if n_rx > 1 and len(vals):
+        sel = np.asarray(antenna_sel, dtype=np.int64)
+        present = np.flatnonzero(np.bincount(sel, minlength=1))
+        for s in present.tolist():
+            order = rx_order(s, n_rx)
+            if order is None:
+                continue
+            cols = _rx_columns(n_rx, n_tx, order)
+            if len(present) == 1:
+                vals = vals[:, cols]
+            else:
+                rows = np.flatnonzero(sel == s)
+                vals[rows] = vals[rows][:, cols]
+    return _to_complex(vals, n_rx, n_tx)
+
+
+#: 10^(r/10) of every uint8 RSSI value (0 dB → 0: an unused chain), as in total_rss_dbm.
+_R8 = np.arange(256, dtype=np.float64)
+_RSS_POWER = np.where(_R8 != 0, 10.0 ** (_R8 / 10.0), 0.0)
+del _R8
 
 
 def total_rss_dbm(
@@ -121,10 +195,14 @@ def total_rss_dbm(
     Sums the non-zero per-chain RSSI values (dB) in linear power, then subtracts 44 dB and
     the AGC gain (dB).
     """
-    mag = np.zeros(np.shape(rssi_a), dtype=np.float64)
-    for r in (rssi_a, rssi_b, rssi_c):
-        r = np.asarray(r, dtype=np.float64)
-        mag += np.where(r != 0, 10.0 ** (r / 10.0), 0.0)
+    if all(isinstance(r, np.ndarray) and r.dtype == np.uint8 for r in (rssi_a, rssi_b, rssi_c)):
+        # table of the same per-value powers (0 + a + b + c, summed in the same order)
+        mag = _RSS_POWER[rssi_a] + _RSS_POWER[rssi_b] + _RSS_POWER[rssi_c]
+    else:
+        mag = np.zeros(np.shape(rssi_a), dtype=np.float64)
+        for r in (rssi_a, rssi_b, rssi_c):
+            r = np.asarray(r, dtype=np.float64)
+            mag += np.where(r != 0, 10.0 ** (r / 10.0), 0.0)
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(mag) - 44.0 - np.asarray(agc, dtype=np.float64)
 
@@ -213,8 +291,9 @@ def record_offsets(
     unsigned integer of ``len_bytes`` bytes at ``p + len_at``. Regular stretches (one
     record size, or two sizes alternating as in Intel 5300 logs) are found by speculation:
     the next records are assumed to repeat the pattern and all their length fields are
-    checked at once with numpy, in windows that double while the guess holds. Irregular
-    stretches fall back to a tight Python loop (one ``unpack_from`` per record).
+    checked at once (one strided numpy view per field), in windows that double while the
+    guess holds. Irregular stretches fall back to a tight Python loop (one ``unpack_from``
+    per record).
 
     Returns
     -------
@@ -229,14 +308,17 @@ def record_offsets(
         A length outside ``[min_len, max_len]`` (framing is lost).
     """
     n = len(buf)
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    unpack = struct.Struct((">" if big_endian else "<") + {2: "H", 4: "I"}[len_bytes]).unpack_from
+    code = (">" if big_endian else "<") + {2: "H", 4: "I"}[len_bytes]
+    unpack = struct.Struct(code).unpack_from
+    field_dt = np.dtype((">" if big_endian else "<") + f"u{len_bytes}")
     max_size = overhead + max_len
     min_size = max(overhead + min_len, 1)
     pieces: list[np.ndarray] = []
     walked: list[int] = []
     add = walked.append
+    any_walked = False
     stop = n - len_at - len_bytes
+    q_stop, q_end = n - len_bytes, n + len_at - overhead
     pos = 0
     window = 64  # speculation window (records), doubles while guesses hold
     walk = 16  # records walked in Python after a failed guess, doubles while they fail
@@ -249,58 +331,78 @@ def record_offsets(
         # -- speculate: the pattern [s1] or [s1, s2] repeats --------------------------
         run = 0
         pattern: tuple[int, ...] = (s1,)
-        if pos + s1 + len_at + len_bytes <= n:
+        if pos + s1 <= stop:
             s2 = overhead + unpack(buf, pos + s1 + len_at)[0]
             for pat in ((s1,), (s1, s2)) if s2 != s1 else ((s1,),):
-                period = sum(pat)
+                period = s1 if len(pat) == 1 else s1 + s2
                 k = min(window, (n - pos) // period)
+                # every length field read below must lie inside the buffer
+                while k and pos + (k - 1) * period + period - pat[-1] + len_at + len_bytes > n:
+                    k -= 1
                 if k < 8:
                     continue
                 # two cheap probes (middle and end of the window) before checking them all
                 if any(overhead + unpack(buf, pos + j * period + len_at)[0] != s1
                        for j in (k // 2, k - 1)):
                     continue
-                rows = arr[pos: pos + k * period].reshape(k, period)
-                same = np.ones(k, dtype=bool)
+                wrong = None
                 cum = 0
                 for size in pat:
-                    field = rows[:, cum + len_at: cum + len_at + len_bytes]
-                    same &= (field == field[0]).all(axis=1)
+                    field = np.ndarray((k,), field_dt, buffer=buf, offset=pos + cum + len_at,
+                                       strides=(period,))
+                    diff = field != size - overhead
+                    wrong = diff if wrong is None else wrong | diff
                     cum += size
-                r = k if bool(same.all()) else int(np.argmin(same))
+                first = int(wrong.argmax())
+                r = first if wrong[first] else k
                 if r * len(pat) > run * len(pattern):
                     run, pattern = r, pat
         if run * len(pattern) >= 32 and min(pattern) >= min_size and max(pattern) <= max_size:
             if walked:
-                pieces.append(np.array(walked, dtype=np.int64))
+                pieces.append(np.array(walked, dtype=np.int64) - len_at)
                 walked.clear()
             period = sum(pattern)
-            starts = pos + period * np.arange(run, dtype=np.int64)
-            cum_off = np.cumsum((0,) + pattern[:-1])
-            pieces.append((starts[:, None] + cum_off[None, :]).ravel())
+            starts = np.arange(pos, pos + run * period, period, dtype=np.int64)
+            if len(pattern) == 2:
+                both = np.empty((run, 2), np.int64)
+                both[:, 0] = starts
+                np.add(starts, pattern[0], out=both[:, 1])
+                starts = both.reshape(-1)
+            pieces.append(starts)
             pos += run * period
             window = min(window * 2, 1 << 16) if run == window else 64
             walk = 16
             continue
         # -- walk: a tight loop over the length fields --------------------------------
-        for _ in range(walk):  # sizes are validated in bulk below
-            if pos > stop:
+        # (q: offset of the length field; sizes are validated in bulk below)
+        any_walked = True
+        q = pos + len_at
+        for _ in range(walk):
+            if q > q_stop:
                 break
-            size = overhead + unpack(buf, pos + len_at)[0]
-            if pos + size > n:
+            nq = q + unpack(buf, q)[0]
+            if nq > q_end:  # the record runs past the buffer
                 break
-            add(pos)
-            pos += size
+            add(q)
+            q = nq + overhead
         else:
+            pos = q - len_at
             walk = min(walk * 2, 1 << 14)
             continue
+        pos = q - len_at
         break
     if walked:
-        pieces.append(np.array(walked, dtype=np.int64))
-    offs = np.concatenate(pieces) if pieces else np.empty(0, np.int64)
-    sizes = np.diff(offs, append=pos) if len(offs) else np.empty(0, np.int64)
-    bad = (sizes < min_size) | (sizes > max_size)
-    if bad.any():
+        pieces.append(np.array(walked, dtype=np.int64) - len_at)
+    if not pieces:
+        offs = np.empty(0, np.int64)
+        sizes = offs
+    else:
+        offs = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        sizes = np.empty(len(offs), np.int64)
+        np.subtract(offs[1:], offs[:-1], out=sizes[:-1])
+        sizes[-1] = pos - int(offs[-1])
+    if any_walked and len(sizes) and (int(sizes.min()) < min_size or int(sizes.max()) > max_size):
+        bad = (sizes < min_size) | (sizes > max_size)
         bad_at = int(offs[np.argmax(bad)])
     elif bad_at < 0 and pos <= stop:  # the record that ended the walk: cut, or bogus?
         size = overhead + unpack(buf, pos + len_at)[0]
@@ -313,6 +415,18 @@ def record_offsets(
             f"{size - overhead}",
         )
     return offs, sizes, pos
+
+
+def gather_rows(arr: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """Copy ``width`` bytes at each offset ``starts`` of a contiguous uint8 array into a
+    C-contiguous uint8 ``(len(starts), width)`` array (every ``start + width <= len(arr)``).
+
+    The windows are indexed as one-element ``void`` records of a byte-strided view: one
+    ``memcpy``-like copy per row, faster than fancy-indexing ``sliding_window_view``.
+    """
+    windows = np.ndarray((len(arr) - width + 1,), np.dtype((np.void, width)), buffer=arr,
+                         strides=(1,))
+    return windows[starts].view(np.uint8).reshape(len(starts), width)
 
 
 def record_groups(
@@ -336,7 +450,7 @@ def record_groups(
                 arr[int(offs[0]):], shape=(len(offs), size), strides=(stride, 1),
                 writeable=False)
         else:
-            rows = np.lib.stride_tricks.sliding_window_view(arr, size)[offs]
+            rows = gather_rows(arr, offs, size)
         yield rows, base + offs
 
 
@@ -406,7 +520,8 @@ def record_blocks(
         base += end
         window = block_bytes
         cut = (base // page) * page
-        if cut - released >= 16 * page and hasattr(mmap, "MADV_DONTNEED"):
+        # (after the last block the mapping is simply dropped: no need to release pages)
+        if base < size and cut - released >= 16 * page and hasattr(mmap, "MADV_DONTNEED"):
             mm.madvise(mmap.MADV_DONTNEED, released, cut - released)
             released = cut
     if base < size:
@@ -546,26 +661,26 @@ class Intel5300Reader(CaptureReader):
         }
         r_max, t_max = self.pad_to or (int(n_rx.max()), int(n_tx.max()))
         r_max, t_max = max(r_max, int(n_rx.max())), max(t_max, int(n_tx.max()))
-        # one group per (antenna layout, antenna selection): usually one or two
-        key = (n_rx * 4 + n_tx) * 64 + (ant & 0x3F)
-        counts = np.bincount(key, minlength=1024)
-        keys = np.flatnonzero(counts)
+        # one group per antenna layout (usually one); antenna selections within a layout
+        # are applied after unpacking (unpack_bfee_rows)
+        lay = n_rx * 4 + n_tx
+        single = bool((lay == lay[0]).all())
+        layouts = [int(lay[0])] if single else np.flatnonzero(np.bincount(lay)).tolist()
         csi = None
-        for k in keys.tolist():
-            nr, nt, sel_bits = k // 256, (k // 64) % 4, k % 64
-            order = matlab_rx_order(sel_bits, nr)
-            if len(keys) == 1:
-                raw = unpack_bfee_csi(p[:, BFEE_HEADER:], nr, nt, order)
-                if (nr, nt) == (r_max, t_max):
-                    csi = raw
-                    break
-                csi = np.zeros((n, N_GROUPS, r_max, t_max), dtype=np.complex64)
-                csi[:, :, :nr, :nt] = raw
+        for k in layouts:
+            nr, nt = k // 4, k % 4
+            rows = None if single else np.flatnonzero(lay == k)
+            raw = unpack_bfee_rows(p[:, BFEE_HEADER:] if rows is None else p[rows, BFEE_HEADER:],
+                                   nr, nt, ant if rows is None else ant[rows], matlab_rx_order)
+            if single and (nr, nt) == (r_max, t_max):
+                csi = raw
                 break
-            rows = np.flatnonzero(key == k)
             if csi is None:
                 csi = np.zeros((n, N_GROUPS, r_max, t_max), dtype=np.complex64)
-            csi[rows, :, :nr, :nt] = unpack_bfee_csi(p[rows, BFEE_HEADER:], nr, nt, order)
+            if rows is None:
+                csi[:, :, :nr, :nt] = raw
+            else:
+                csi[rows, :, :nr, :nt] = raw
         out["csi"] = csi
         return out
 

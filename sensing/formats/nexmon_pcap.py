@@ -40,6 +40,7 @@ firmware drops packets independently. Other per-row fields: ``chanspec``, ``chip
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -49,7 +50,7 @@ import numpy as np
 
 from sensing.errors import CaptureFormatError, Reject, RejectLog, UnsupportedFormatError
 from sensing.formats.base import FORMATS, CaptureReader
-from sensing.formats.intel5300 import record_blocks
+from sensing.formats.intel5300 import gather_rows, record_blocks
 from sensing.frames import Frames
 
 NEXMON_PORT = 5500
@@ -202,7 +203,9 @@ def decode_payloads(
     if chip is not None:
         is_float = np.full(n, chip in FLOAT_FORMATS)
     else:
-        is_float = np.isin(chip_version, _FLOAT_CODES)
+        is_float = chip_version == _FLOAT_CODES[0]
+        for code in _FLOAT_CODES[1:]:
+            is_float |= chip_version == code
     whole = len(good) == n
     g_nfft = nfft if whole else nfft[good]
     g_float = is_float if whole else is_float[good]
@@ -336,6 +339,26 @@ def frames_from_rows(
             )
 
 
+@functools.lru_cache(maxsize=16)
+def _record_dtype(order: str, l2: int) -> np.dtype:
+    """Fields of a pcap record holding a Nexmon UDP packet with a 20-byte IPv4 header:
+    pcap timestamp, link type field, IPv4, UDP and the Nexmon header (``l2`` link bytes)."""
+    e = ">" if order == "big" else "<"
+    ip = 16 + l2
+    nx = ip + 28  # the UDP payload: the Nexmon header
+    fields = {
+        "sec": (0, e + "u4"), "frac": (4, e + "u4"), "ver_ihl": (ip, "u1"), "proto": (ip + 9, "u1"),
+        "dport": (ip + 22, ">u2"), "ulen": (ip + 24, ">u2"), "magic2": (nx, "<u2"),
+        "magic4": (nx, "<u4"), "rssi": (nx + 2, "i1"), "fc": (nx + 3, "u1"),
+        "mac8": (nx + 2, ">u8"), "seq": (nx + 10, "<u2"), "css": (nx + 12, "<u2"),
+        "chanspec": (nx + 14, "<u2"), "chip_version": (nx + 16, "<u2"),
+    }
+    if l2:
+        fields["ethertype"] = (ip - 2, ">u2")
+    return np.dtype({"names": list(fields), "formats": [f for _, f in fields.values()],
+                     "offsets": [o for o, _ in fields.values()], "itemsize": nx + HEADER_BYTES})
+
+
 @FORMATS.register("nexmon_pcap")
 class NexmonPcapReader(CaptureReader):
     """Reader for Nexmon CSI UDP packets captured with tcpdump (classic pcap).
@@ -416,6 +439,78 @@ class NexmonPcapReader(CaptureReader):
                                      "(113) or raw IPv4 (101/228)", str(link))
         return order, unit, link
 
+    def _decode_fast(
+        self, arr: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, order: str, l2: int,
+    ) -> dict[str, np.ndarray] | None:
+        """Decode a block in which every record is a Nexmon CSI packet to our port with a
+        20-byte IPv4 header, one FFT size and int16 CSI (the usual capture), reading all
+        headers through one structured row per record (a strided view of the block when the
+        records are equally spaced). Returns None, without side effects, for any other block
+        (:meth:`_decode` then takes the general path, which gives identical rows here)."""
+        n = len(offsets)
+        end = len(arr)
+        dt = _record_dtype(order, l2)
+        width = dt.itemsize
+        first, last = int(offsets[0]), int(offsets[-1])
+        if last + width > end:
+            return None
+        step = int(offsets[1]) - first if n > 1 else width
+        regular = step >= width and first + step * (n - 1) == last and (
+            n < 3 or bool((np.diff(offsets) == step).all()))
+        if regular:
+            rec = np.ndarray((n,), dt, buffer=arr, offset=first, strides=(step,))
+        else:
+            rec = gather_rows(arr, offsets, width).view(dt)[:, 0]
+        chanspec, chip_version = rec["chanspec"], rec["chip_version"]
+        nf = int(_BW_LUT[(int(chanspec[0]) >> 11) & 7]) * 16 // 5
+        chip0 = int(chip_version[0])
+        if nf == 0 or (self.chip or CHIPS.get(chip0)) in FLOAT_FORMATS:
+            return None
+        avail = sizes - (16 + l2 + 28)  # UDP payload bytes captured
+        plen = rec["ulen"].astype(np.int64) - 8
+        good = (rec["ver_ihl"] == 0x45) & (rec["proto"] == 17) & (rec["dport"] == self.port)
+        good &= (rec["magic2"] == 0x1111) & ((chanspec & 0x3800) == (int(chanspec[0]) & 0x3800))
+        good &= (plen <= avail) & (plen >= HEADER_BYTES + 4 * nf)
+        if self.chip is None:  # one chip (an int16 one) throughout
+            good &= chip_version == chip0
+        if l2:
+            good &= rec["ethertype"] == 0x0800
+        if not bool(good.all()):
+            return None
+        at = 16 + l2 + 28 + HEADER_BYTES  # CSI offset in a record
+        if regular:  # a view of the block, no copy
+            raw = np.ndarray((n, 4 * nf), np.uint8, buffer=arr, offset=first + at,
+                             strides=(step, 1))
+        else:
+            raw = gather_rows(arr, offsets + at, 4 * nf)
+        iq = raw.view("<i2")
+        csi = np.empty((n, nf), np.complex64)
+        out = csi.view(np.float32)  # FFT order → ascending subcarrier index
+        out[:, :nf] = iq[:, nf:]
+        out[:, nf:] = iq[:, :nf]
+        four = rec["magic4"] == 0x11111111
+        rssi = rec["rssi"].astype(np.float32)
+        fc = rec["fc"].astype(np.int16)
+        if four.any():
+            rssi[four] = np.nan
+            fc[four] = -1
+        css = rec["css"]
+        return {
+            "csi": csi,
+            "seq": rec["seq"].astype(np.uint16),
+            "core": (css & 7).astype(np.uint8),
+            "spatial": ((css >> 3) & 7).astype(np.uint8),
+            "chanspec": rec["chanspec"].astype(np.uint16),
+            "chip_version": rec["chip_version"].astype(np.uint16),
+            "rssi": rssi,
+            "fc": fc,
+            "src_mac": rec["mac8"] & np.uint64(0xFFFFFFFFFFFF),
+            "extra_bytes": (avail - (HEADER_BYTES + 4 * nf)).astype(np.int32),
+            "nfft": np.full(n, nf, np.int64),
+            "sec": rec["sec"].astype(np.int64),
+            "frac": rec["frac"].astype(np.int64),
+        }
+
     def _decode(
         self, arr: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, base: int, order: str,
         link: int,
@@ -430,26 +525,40 @@ class NexmonPcapReader(CaptureReader):
         kind = LINKTYPES[link]
         l2 = {"ethernet": 14, "linux_sll": 16, "raw": 0}[kind]
         end = len(arr)
+        if n:
+            fast = self._decode_fast(arr, offsets, sizes, order, l2)
+            if fast is not None:
+                return fast
 
         def rows_at(starts: np.ndarray, width: int) -> np.ndarray:
-            """``(len(starts), width)`` bytes at ``starts`` (rows past the end are clipped;
-            callers only use rows whose record is long enough)."""
-            if end < width:
-                return np.zeros((len(starts), width), np.uint8)
-            if len(starts) > 1:
-                step = int(starts[1] - starts[0])
-                if step >= width and int(starts[-1]) + width <= end and \
-                        (np.diff(starts) == step).all():  # regular capture: a view, no copy
-                    return np.lib.stride_tricks.as_strided(
-                        arr[int(starts[0]):], shape=(len(starts), width), strides=(step, 1),
-                        writeable=False)
-            win = np.lib.stride_tricks.sliding_window_view(arr, width)
-            return win[np.clip(starts, 0, end - width)]
+            """``(len(starts), width)`` bytes at the increasing offsets ``starts`` (rows past
+            the end are clipped; callers only use rows whose record is long enough)."""
+            m = len(starts)
+            if end < width or not m:
+                return np.zeros((m, width), np.uint8)
+            last = int(starts[-1])
+            if m > 1:
+                first = int(starts[0])
+                step = int(starts[1]) - first
+                if step >= width and last + width <= end and first + step * (m - 1) == last \
+                        and (np.diff(starts) == step).all():  # regular capture: a view
+                    view = np.ndarray((m, width), np.uint8, buffer=arr, offset=first,
+                                      strides=(step, 1))
+                    view.flags.writeable = False
+                    return view
+            return gather_rows(arr, starts if last + width <= end else
+                               np.clip(starts, 0, end - width), width)
 
         captured = sizes - 16
-        low = rows_at(offsets, 16 + l2 + 20)
+        # usually every record is long enough for pcap + link + 20-byte IPv4 + UDP + Nexmon
+        # headers: gather them all as one row per record
+        wide = 16 + l2 + 28 + HEADER_BYTES
+        low = rows_at(offsets, wide) if n and int(offsets[-1]) + wide <= end else None
+        if low is None or not (low[:, 16 + l2] == 0x45).all():
+            low = rows_at(offsets, 16 + l2 + 20)
+            wide = 0
         dt = np.dtype(">u4" if order == "big" else "<u4")
-        hdr = np.ascontiguousarray(low[:, :8]).view(dt)
+        hdr = low[:, :8].copy().view(dt)
         pkt = low[:, 16:]
         ok = captured >= l2 + 28
         if kind == "ethernet":
@@ -461,7 +570,7 @@ class NexmonPcapReader(CaptureReader):
         ok &= ((ver_ihl >> 4) == 4) & (ihl >= 20) & (pkt[:, l2 + 9] == 17)
         udp = l2 + ihl  # UDP header offset within the packet
         ok &= udp + 8 <= captured
-        uh = rows_at(offsets + 16 + udp, 8).astype(np.int64)
+        uh = (pkt[:, l2 + 20: l2 + 28] if wide else rows_at(offsets + 16 + udp, 8)).astype(np.int64)
         dport = (uh[:, 2] << 8) | uh[:, 3]
         ulen = (uh[:, 4] << 8) | uh[:, 5]
         ok &= dport == self.port
@@ -490,7 +599,10 @@ class NexmonPcapReader(CaptureReader):
             avail, plen, start = avail[keep], plen[keep], start[keep]
             if not len(sel):
                 return None
-        head = rows_at(start, HEADER_BYTES)
+        if wide:  # the Nexmon header right after the UDP header, in the gathered rows
+            head = pkt[:, l2 + 28:] if sel is None else pkt[sel, l2 + 28:]
+        else:
+            head = rows_at(start, HEADER_BYTES)
 
         def body(rows: np.ndarray | None, nbytes: int) -> np.ndarray:
             at = start + HEADER_BYTES if rows is None else start[rows] + HEADER_BYTES

@@ -61,6 +61,7 @@ from sensing.formats.intel5300 import (
     SUBCARRIERS_20MHZ,
     SUBCARRIERS_40MHZ,
     bfee_csi_len,
+    gather_rows,
     record_blocks,
     unpack_bfee_csi,
 )
@@ -141,12 +142,6 @@ CSI_LAYOUT: dict[int, dict[str, tuple[int, str]]] = {
 }
 
 
-def _col(rows: np.ndarray, off: int, dtype: str) -> np.ndarray:
-    """Little-endian field of each row of a uint8 ``(n, width)`` array at byte ``off``."""
-    dt = np.dtype(dtype)
-    return np.ascontiguousarray(rows[:, off: off + dt.itemsize]).view(dt)[:, 0]
-
-
 class LayoutError(ValueError):
     """A frame whose segment structure is broken: ``args == (expected, got)``."""
 
@@ -186,14 +181,21 @@ def segment_layout(frame: bytes) -> tuple[tuple[str, int, int, int, int], ...]:
     return tuple(out)
 
 
-def _layout_mask(layout: tuple[tuple[str, int, int, int, int], ...], size: int) -> np.ndarray:
-    """Bytes that must agree between frames sharing ``layout``: the frame header and every
-    segment header (length, name, version)."""
-    mask = np.zeros(size, dtype=bool)
-    mask[:11] = True
-    for _, _, body, _, start in layout[:-1]:
-        mask[start:body] = True
-    return mask
+@functools.lru_cache(maxsize=64)
+def _layout_columns(layout: tuple[tuple[str, int, int, int, int], ...]) -> np.ndarray:
+    """Frame bytes that must agree between frames sharing ``layout``: frame version and
+    segment count, and every segment header (length, name, version). The frame length
+    (bytes 0–3) and the MPDU may differ."""
+    cols = [np.arange(4, 11)] + [np.arange(start, body) for _, _, body, _, start in layout[:-1]]
+    return np.concatenate(cols)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_dtype(spec: tuple[tuple[str, int, str], ...], width: int) -> np.dtype:
+    """Structured dtype of a ``width``-byte frame row with the fields ``(name, offset,
+    dtype)``: a view of a uint8 ``(n, width)`` array gives every field without copies."""
+    return np.dtype({"names": [f[0] for f in spec], "formats": [f[2] for f in spec],
+                     "offsets": [f[1] for f in spec], "itemsize": width})
 
 
 @functools.lru_cache(maxsize=64)
@@ -229,13 +231,31 @@ def qca9300_unpack(buf: np.ndarray, n_tone: int, n_rx: int, n_tx: int) -> np.nda
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _mvm_columns(n_tone: int, n_rx: int, n_tx: int, keep: tuple[int, ...]) -> np.ndarray:
+    """Position (in (re, im) int16 pairs) of every kept tone in output order
+    ``(tone, rx, tx)``; the buffer holds tone fastest, then tx, then rx."""
+    k = np.asarray(keep)[:, None, None]
+    r = np.arange(n_rx)[None, :, None]
+    t = np.arange(n_tx)[None, None, :]
+    return ((r * n_tx + t) * n_tone + k).ravel()
+
+
 def mvm_unpack(buf: np.ndarray, n_tone: int, n_rx: int, n_tx: int, keep: np.ndarray) -> np.ndarray:
     """Decode Intel MVM (AX200/AX210) int16 CSI, tone fastest, then tx, then rx; keep the
-    tone positions ``keep``. Returns ``(n, len(keep), rx, tx)``."""
+    tone positions ``keep``. Returns complex64 ``(n, len(keep), rx, tx)`` (C-contiguous).
+
+    Each (re, im) pair is moved as one 4-byte word into output order, then the pairs are
+    converted to float in one pass."""
     n = len(buf)
-    iq = np.ascontiguousarray(buf[:, : 4 * n_tone * n_rx * n_tx]).view("<i2").astype(np.float32)
-    csi = iq.view(np.complex64).reshape(n, n_rx, n_tx, n_tone)[..., keep]
-    return csi.transpose(0, 3, 1, 2)
+    pairs = buf[:, : 4 * n_tone * n_rx * n_tx]
+    if pairs.strides[-1] != 1:
+        pairs = np.ascontiguousarray(pairs)
+    cols = _mvm_columns(n_tone, n_rx, n_tx, tuple(np.asarray(keep).tolist()))
+    words = np.take(pairs.view("<i4"), cols, axis=1)  # C-contiguous (n, len(cols))
+    out = np.empty((n, len(keep), n_rx, n_tx), dtype=np.complex64)
+    out.view(np.float32).reshape(n, -1)[...] = words.view("<i2")
+    return out
 
 
 def iwl5300_rx_order(ant_sel: int, n_rx: int) -> np.ndarray | None:
@@ -288,62 +308,76 @@ class PicoScenesReader(CaptureReader):
     def _reject(self, offset: int, reason: str, expected: str, got: str) -> None:
         self.rejects.add(Reject(self.path, f"byte {offset}", reason, expected, got))
 
-    def _decode_group(self, rows: np.ndarray, offs: np.ndarray, layout) -> dict | None:
-        """Decode frames ``rows`` (uint8 ``(n, size)``) that share one segment layout."""
+    def _decode_group(self, rows: np.ndarray, offs: np.ndarray, layout,
+                      seq: np.ndarray) -> list[dict[str, Any]] | None:
+        """Decode frames ``rows`` (C-contiguous uint8 ``(n, width)``: every segment) that
+        share one segment layout; ``seq`` is their MPDU sequence number (−1: none)."""
         segs = {name: (ver, body, length) for name, ver, body, length, _ in layout}
         if "CSI" not in segs:
             self.skipped_frames += len(rows)
             return None
         out: dict[str, np.ndarray] = {}
         n = len(rows)
-        if "RxSBasic" in segs and segs["RxSBasic"][0] in RXS_LAYOUT \
-                and segs["RxSBasic"][2] >= RXS_MIN[segs["RxSBasic"][0]]:
-            ver, body, _ = segs["RxSBasic"]
-            rx = {k: _col(rows, body + o, d) for k, (o, d) in RXS_LAYOUT[ver].items()}
-            out["timestamp"] = rx["timestamp"]
-            chains = np.stack([rx["rssi_ctl0"], rx["rssi_ctl1"], rx["rssi_ctl2"]], 1)
-            if ver < 3:  # v1/v2 store RSSI relative to the noise floor (dB above it)
-                nf = rx["noise_floor"].astype(np.int16)
-                out["rssi"] = (rx["rssi"] + nf).astype(np.int16)
-                out["rssi_chain"] = np.where(chains != 0, chains + nf[:, None], 0).astype(np.int16)
-            else:
-                out["rssi"] = rx["rssi"].astype(np.int16)
-                out["rssi_chain"] = chains.astype(np.int16)
-            out["noise_floor"] = rx["noise_floor"]
-            out["mcs"] = rx["mcs"]
-        else:
-            out["timestamp"] = np.zeros(n, np.uint64)
-            out["rssi"] = np.zeros(n, np.int16)
-            out["noise_floor"] = np.zeros(n, np.int8)
-            out["rssi_chain"] = np.zeros((n, 3), np.int16)
-            out["mcs"] = np.zeros(n, np.uint8)
-        mvm = segs.get("MVMExtra")
-        if mvm is not None and mvm[2] >= MVM_CLOCK_AT + 4:
-            out["mvm_clock"] = _col(rows, mvm[1] + MVM_CLOCK_AT, "<u4").astype(np.int64)
-        else:
-            out["mvm_clock"] = np.full(n, -1, np.int64)
         ver, body, length = segs["CSI"]
         if ver not in CSI_LAYOUT:
             for o in offs[: self.rejects.keep]:
                 self._reject(int(o), "csi_version", "CSI segment version 1-4", str(ver))
             return None
         lay = CSI_LAYOUT[ver]
-        f = {k: _col(rows, body + o, d) for k, (o, d) in lay.items() if k != "data"}
+        spec = [(k, body + o, d) for k, (o, d) in lay.items() if k != "data"]
+        rxs = segs.get("RxSBasic")
+        has_rxs = rxs is not None and rxs[0] in RXS_LAYOUT and rxs[2] >= RXS_MIN[rxs[0]]
+        if has_rxs:
+            spec += [("rx_" + k, rxs[1] + o, d) for k, (o, d) in RXS_LAYOUT[rxs[0]].items()
+                     if not k.startswith("rssi_ctl")]
+            # the three per-chain RSSI bytes are adjacent: one (n, 3) int8 field
+            spec.append(("rx_chains", rxs[1] + RXS_LAYOUT[rxs[0]]["rssi_ctl0"][0], "3i1"))
+        mvm = segs.get("MVMExtra")
+        has_mvm = mvm is not None and mvm[2] >= MVM_CLOCK_AT + 4
+        if has_mvm:
+            spec.append(("mvm_clock", mvm[1] + MVM_CLOCK_AT, "<u4"))
+        rec = rows.view(_row_dtype(tuple(spec), rows.shape[1]))[:, 0]
+        if has_rxs:
+            out["timestamp"] = rec["rx_timestamp"]
+            chains = rec["rx_chains"]
+            noise = rec["rx_noise_floor"]
+            if rxs[0] < 3:  # v1/v2 store RSSI relative to the noise floor (dB above it)
+                nf = noise.astype(np.int16)
+                out["rssi"] = (rec["rx_rssi"] + nf).astype(np.int16)
+                out["rssi_chain"] = np.where(chains != 0, chains + nf[:, None], 0).astype(np.int16)
+            else:
+                out["rssi"] = rec["rx_rssi"].astype(np.int16)
+                out["rssi_chain"] = chains.astype(np.int16)
+            out["noise_floor"] = noise
+            out["mcs"] = rec["rx_mcs"]
+        else:
+            out["timestamp"] = np.zeros(n, np.uint64)
+            out["rssi"] = np.zeros(n, np.int16)
+            out["noise_floor"] = np.zeros(n, np.int8)
+            out["rssi_chain"] = np.zeros((n, 3), np.int16)
+            out["mcs"] = np.zeros(n, np.uint8)
+        if has_mvm:
+            out["mvm_clock"] = rec["mvm_clock"].astype(np.int64)
+        else:
+            out["mvm_clock"] = np.full(n, -1, np.int64)
+        f = {k: rec[k] for k, _, _ in spec if not k.startswith(("rx_", "mvm_"))}
         if "sc_offset" not in f:
             f["sc_offset"] = np.zeros(n, np.int16)
         data_at = body + lay["data"][0]
-        mpdu = segs["MPDU"]
-        if mpdu[2] >= 24:
-            out["seq"] = (_col(rows, mpdu[1] + 22, "<u2") >> 4).astype(np.int32)
-        else:
-            out["seq"] = np.full(n, -1, np.int32)
+        out["seq"] = seq
         room = body + length - data_at
-        dev = f["device_type"].astype(np.int64)
-        key = np.stack([dev, f["packet_format"].astype(np.int64), f["cbw"].astype(np.int64),
-                        f["num_tone"].astype(np.int64), f["num_sts"].astype(np.int64),
-                        f["num_rx"].astype(np.int64), f["buf_len"].astype(np.int64),
-                        f["ant_sel"].astype(np.int64), f["sc_offset"].astype(np.int64)], 1)
-        if (key == key[0]).all():  # the usual case: one device, one set of dimensions
+        head = rows[:, body: data_at]
+        if bool((head == head[0]).all()):  # identical CSI headers: one set of dimensions
+            key = np.array([[int(f[k][0]) for k in (
+                "device_type", "packet_format", "cbw", "num_tone", "num_sts", "num_rx", "buf_len",
+                "ant_sel", "sc_offset")]])
+        else:
+            dev = f["device_type"].astype(np.int64)
+            key = np.stack([dev, f["packet_format"].astype(np.int64), f["cbw"].astype(np.int64),
+                            f["num_tone"].astype(np.int64), f["num_sts"].astype(np.int64),
+                            f["num_rx"].astype(np.int64), f["buf_len"].astype(np.int64),
+                            f["ant_sel"].astype(np.int64), f["sc_offset"].astype(np.int64)], 1)
+        if len(key) == 1 or (key == key[0]).all():  # usually: one device, one set of dimensions
             members = [(tuple(key[0].tolist()), np.arange(n))]
         else:
             found: dict[tuple[int, ...], list[int]] = {}
@@ -361,14 +395,16 @@ class PicoScenesReader(CaptureReader):
         if not parts:
             return None
         groups = []
+        whole = len(parts) == 1 and len(parts[0][0]) == n
         for sel, csi, sub, nrx, ntx in parts:
-            g = {k: v[sel] for k, v in out.items()}
+            # (views into ``rows`` are copied: chunks get compact arrays of their own)
+            g = {k: ((v.copy() if v.base is not None else v) if whole else v[sel])
+                 for k, v in out.items()}
             g.update(
                 csi=csi, offset=offs[sel], subcarriers=sub,
                 Nrx=np.full(len(sel), nrx, np.uint8), Ntx=np.full(len(sel), ntx, np.uint8),
-                packet_format=f["packet_format"][sel], cbw=f["cbw"][sel],
-                carrier_freq=f["carrier_freq"][sel], ant_sel=f["ant_sel"][sel],
-                device_type=f["device_type"][sel],
+                **{k: (f[k].copy() if whole else f[k][sel]) for k in (
+                    "packet_format", "cbw", "carrier_freq", "ant_sel", "device_type")},
             )
             groups.append(g)
         return groups
@@ -449,11 +485,13 @@ class PicoScenesReader(CaptureReader):
         """Group the frames of a block by segment layout and decode each group at once.
 
         A group is every frame whose segment headers (lengths, names, versions) equal those
-        of its first frame; only the bytes up to the MPDU sequence-control field are
-        gathered (one row per frame), so frames whose MPDU lengths differ share a group.
+        of its first frame, compared on those header bytes only; the frame length (i.e. the
+        MPDU length) may differ. Each group's segments are gathered as one row per frame.
         """
         out: list[dict[str, Any]] = []
-        todo = np.arange(len(offsets))
+        n = len(offsets)
+        done = np.zeros(n, dtype=bool)
+        todo = np.arange(n)
         while len(todo):
             i0 = int(todo[0])
             o0, s0 = int(offsets[i0]), int(sizes[i0])
@@ -464,18 +502,37 @@ class PicoScenesReader(CaptureReader):
                 todo = todo[1:]
                 continue
             mpdu_at = layout[-1][2]
-            width = min(s0, mpdu_at + 24)  # through the sequence-control field
-            layout = layout[:-1] + (("MPDU", 0, mpdu_at, width - mpdu_at, mpdu_at),)
-            cand = todo[sizes[todo] >= width]
-            rows = np.lib.stride_tricks.sliding_window_view(arr, width)[offsets[cand]]
-            mask = _layout_mask(layout, width)
-            same = (rows[:, mask] == rows[0, mask]).all(axis=1)
-            members = cand[same]
-            groups = self._decode_group(rows if same.all() else rows[same],
-                                        base + offsets[members], layout)
+            cand = todo[sizes[todo] >= mpdu_at] if int(sizes[todo].min()) < mpdu_at else todo
+            # likely members: the last segment header (length, name) matches
+            key_at, key_end = (layout[-2][4], min(layout[-2][4] + 8, layout[-2][2])) \
+                if len(layout) > 1 else (4, 11)
+            key = gather_rows(arr, offsets[cand] + key_at, key_end - key_at)
+            likely = (key == key[0]).all(axis=1)
+            members = cand if bool(likely.all()) else cand[likely]
+            # one row per member: every segment, plus the MPDU through its sequence-control
+            # field (bytes 22-23) when all have one; then every segment header byte is checked
+            width = mpdu_at + 24 if int(sizes[members].min()) >= mpdu_at + 24 else mpdu_at
+            rows = gather_rows(arr, offsets[members], width)
+            heads = rows[:, _layout_columns(layout)]
+            same = (heads == heads[0]).all(axis=1)
+            if not bool(same.all()):
+                members = members[same]
+                rows = rows[same]
+            starts = offsets[members]
+            with_seq = width == mpdu_at + 24
+            if with_seq:
+                seq = (rows[:, mpdu_at + 22: mpdu_at + 24].view("<u2")[:, 0] >> 4).astype(np.int32)
+            else:
+                at = np.minimum(starts + (mpdu_at + 22), len(arr) - 2)
+                seq = (arr[at].astype(np.int32) | (arr[at + 1].astype(np.int32) << 8)) >> 4
+                seq[sizes[members] < mpdu_at + 24] = -1
+            groups = self._decode_group(rows, base + starts, layout, seq)
             if groups:
                 out.extend(groups)
-            todo = todo[~np.isin(todo, members)] if len(members) < len(todo) else todo[:0]
+            if len(members) == len(todo):
+                break
+            done[members] = True
+            todo = todo[~done[todo]]
         return out
 
     def chunks(self) -> Iterator[Frames]:
@@ -483,37 +540,49 @@ class PicoScenesReader(CaptureReader):
         self.skipped_frames = 0
         state: dict[str, Any] = {}
         for groups in self._blocks():
-            rows = _merge(groups, self.pad_to)
-            rows["times_s"], rows["time_valid"] = _times(rows, state)
-            yield from self._frames(rows)
+            layouts, row_layout = _merge(groups, self.pad_to)
+            _set_times(layouts, row_layout, state)
+            yield from self._frames(layouts, row_layout)
 
-    def _frames(self, rows: dict[str, Any]) -> Iterator[Frames]:
-        n = len(rows["times_s"])
-        keys = rows["layout_key"]
-        cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-        bounds = np.concatenate([[0], cuts, [n]]).astype(int)
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            for lo in range(a, b, self.chunk_size):
-                hi = min(lo + self.chunk_size, b)
-                csi = rows["csi"][lo:hi]
-                if self.pad_to is None:
-                    csi = csi[:, :, : int(rows["Nrx"][lo]), : int(rows["Ntx"][lo])]
-                sub = rows["layouts"][int(keys[lo])]
-                csi = csi[:, : len(sub)]
-                fields = {k: rows[k][lo:hi] for k in (
-                    "timestamp", "rssi", "noise_floor", "rssi_chain", "seq", "mcs",
-                    "packet_format", "cbw", "carrier_freq", "Nrx", "Ntx", "ant_sel",
-                    "device_type", "time_valid")}
-                dev = int(rows["device_type"][hi - 1])
+    def _frames(self, layouts: list[dict[str, Any]], row_layout: np.ndarray | None
+                ) -> Iterator[Frames]:
+        """Cut a block into chunks: a new chunk at every change of layout (in file order)
+        and every ``chunk_size`` rows. A run of rows of one layout is a contiguous range of
+        that layout's arrays, so chunks are views (no copies)."""
+        if row_layout is None:
+            runs = [(0, len(layouts[0]["times_s"]))]
+        else:
+            cuts = np.flatnonzero(row_layout[1:] != row_layout[:-1]) + 1
+            bounds = [0, *cuts.tolist(), len(row_layout)]
+            runs = list(zip(bounds[:-1], bounds[1:], strict=True))
+        at = [0] * len(layouts)  # rows of each layout already emitted
+        step = self.chunk_size
+        name = self.name
+        source = self.source
+        per_layout = [(d["csi"], d["times_s"], d["subcarriers"], [(f, d[f]) for f in _CHUNK_FIELDS],
+                       d["device_type"].tolist(), d["cbw"].tolist(), d["carrier_freq"].tolist(),
+                       d["packet_format"].tolist())
+                      for d in layouts]
+        which = [0] * len(runs) if row_layout is None else row_layout[
+            [a for a, _ in runs]].tolist()
+        for (a, b), k in zip(runs, which, strict=True):
+            csi, times, sub, cols, dev_a, cbw_a, freq_a, fmt_a = per_layout[k]
+            lo = at[k]
+            end = at[k] = lo + (b - a)
+            while lo < end:  # (the per-chunk cost matters: files can alternate layouts)
+                hi = lo + step if lo + step < end else end
+                rows = slice(lo, hi)
+                dev = dev_a[hi - 1]
                 yield Frames(
-                    data=np.ascontiguousarray(csi), times_s=rows["times_s"][lo:hi], fs_hz=None,
-                    modality="wifi_csi", source=self.source, subcarriers=sub, fields=fields,
-                    meta={"format": self.name, "chip": DEVICES.get(dev, f"0x{dev:04x}"),
-                          "bandwidth_mhz": int(rows["cbw"][hi - 1]),
-                          "carrier_freq_hz": int(rows["carrier_freq"][hi - 1]),
-                          "packet_format": PACKET_FORMATS.get(int(rows["packet_format"][hi - 1]),
-                                                              "other")},
+                    data=csi[rows], times_s=times[rows], fs_hz=None,
+                    modality="wifi_csi", source=source, subcarriers=sub,
+                    fields={f: v[rows] for f, v in cols},
+                    meta={"format": name,
+                          "chip": DEVICES[dev] if dev in DEVICES else f"0x{dev:04x}",
+                          "bandwidth_mhz": cbw_a[hi - 1], "carrier_freq_hz": freq_a[hi - 1],
+                          "packet_format": PACKET_FORMATS.get(fmt_a[hi - 1], "other")},
                 )
+                lo = hi
 
     def info(self) -> dict[str, Any]:
         out = super().info()
@@ -521,42 +590,89 @@ class PicoScenesReader(CaptureReader):
         return out
 
 
-def _merge(groups: list[dict[str, Any]], pad_to: tuple[int, int] | None) -> dict[str, Any]:
-    """Concatenate decoded groups into file order.
+#: Per-row fields of every chunk.
+_CHUNK_FIELDS = ("timestamp", "rssi", "noise_floor", "rssi_chain", "seq", "mcs", "packet_format",
+                 "cbw", "carrier_freq", "Nrx", "Ntx", "ant_sel", "device_type", "time_valid")
 
-    Returns the per-row arrays plus ``layout_key`` (int per row) and ``layouts`` (the
-    subcarrier array of each key); CSI is zero-padded to the largest shape.
+
+def _merge(
+    groups: list[dict[str, Any]], pad_to: tuple[int, int] | None
+) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """Gather the decoded groups of a block by chunk layout.
+
+    A chunk layout is the subcarrier list plus, without ``pad_to``, the antenna shape.
+
+    Returns
+    -------
+    layouts : list of dict
+        Per layout: the per-row arrays of its rows in file order (``csi`` C-contiguous,
+        zero-padded to ``pad_to`` and to the largest antenna shape of the block when
+        ``pad_to`` is given) and its ``subcarriers``.
+    row_layout : numpy.ndarray or None
+        Layout index of every row of the block in file order (None: a single layout).
     """
-    tones = max(g["csi"].shape[1] for g in groups)
-    r = max(max(g["csi"].shape[2] for g in groups), pad_to[0] if pad_to else 0)
-    t = max(max(g["csi"].shape[3] for g in groups), pad_to[1] if pad_to else 0)
-    n = sum(len(g["offset"]) for g in groups)
-    same_shape = all(g["csi"].shape[1:] == (tones, r, t) for g in groups)
-    csi = np.empty((n, tones, r, t), np.complex64) if same_shape else \
-        np.zeros((n, tones, r, t), np.complex64)
-    i = 0
-    layout_ids: dict[tuple, int] = {}
-    layouts: list[np.ndarray] = []
-    keys = np.empty(n, np.int64)
+    if pad_to:
+        r = max(max(g["csi"].shape[2] for g in groups), pad_to[0])
+        t = max(max(g["csi"].shape[3] for g in groups), pad_to[1])
+    ids: dict[tuple, int] = {}
+    members: list[list[dict[str, Any]]] = []
     for g in groups:
         c = g["csi"]
-        csi[i: i + len(c), : c.shape[1], : c.shape[2], : c.shape[3]] = c
-        sub = g["subcarriers"]
-        lk = (tuple(sub.tolist()),) + (() if pad_to else (c.shape[2], c.shape[3]))
-        if lk not in layout_ids:
-            layout_ids[lk] = len(layouts)
-            layouts.append(sub)
-        keys[i: i + len(c)] = layout_ids[lk]
-        i += len(c)
-    out: dict[str, Any] = {"csi": csi, "layout_key": keys}
-    for k in groups[0]:
-        if k not in ("csi", "subcarriers"):
-            out[k] = np.concatenate([g[k] for g in groups])
-    if not (out["offset"][1:] > out["offset"][:-1]).all():
-        order = np.argsort(out["offset"], kind="stable")
-        out = {k: v[order] for k, v in out.items()}
-    out["layouts"] = layouts
-    return out
+        lk = (tuple(g["subcarriers"].tolist()),) + (() if pad_to else c.shape[2:])
+        k = ids.setdefault(lk, len(ids))
+        if k == len(members):
+            members.append([])
+        members[k].append(g)
+    layouts: list[dict[str, Any]] = []
+    for gs in members:
+        c0 = gs[0]["csi"]
+        shape = (c0.shape[1], r, t) if pad_to else c0.shape[1:]
+        if len(gs) == 1 and c0.shape[1:] == shape:
+            d = {k: v for k, v in gs[0].items()}
+            d["csi"] = np.ascontiguousarray(c0)
+        else:
+            m = sum(len(g["offset"]) for g in gs)
+            same = all(g["csi"].shape[1:] == shape for g in gs)
+            csi = np.empty((m,) + shape, np.complex64) if same else \
+                np.zeros((m,) + shape, np.complex64)
+            i = 0
+            for g in gs:
+                c = g["csi"]
+                csi[i: i + len(c), :, : c.shape[2], : c.shape[3]] = c
+                i += len(c)
+            d = {k: np.concatenate([g[k] for g in gs]) for k in gs[0]
+                 if k not in ("csi", "subcarriers")}
+            d["csi"] = csi
+            d["subcarriers"] = gs[0]["subcarriers"]
+            offs = d["offset"]
+            if not (offs[1:] > offs[:-1]).all():
+                order = np.argsort(offs, kind="stable")
+                d = {k: (v if k == "subcarriers" else v[order]) for k, v in d.items()}
+        layouts.append(d)
+    if len(layouts) == 1:
+        return layouts, None
+    offs = np.concatenate([d["offset"] for d in layouts])
+    which = np.repeat(np.arange(len(layouts)), [len(d["offset"]) for d in layouts])
+    return layouts, which[np.argsort(offs, kind="stable")]
+
+
+def _set_times(layouts: list[dict[str, Any]], row_layout: np.ndarray | None,
+               state: dict[str, Any]) -> None:
+    """Set ``times_s`` and ``time_valid`` of every layout (clocks are read in file order)."""
+    if row_layout is None:
+        d = layouts[0]
+        d["times_s"], d["time_valid"] = _times(d, state)
+        return
+    where = [row_layout == k for k in range(len(layouts))]
+    rows: dict[str, np.ndarray] = {}
+    for key in ("timestamp", "mvm_clock", "device_type"):
+        col = np.empty(len(row_layout), layouts[0][key].dtype)
+        for d, w in zip(layouts, where, strict=True):
+            col[w] = d[key]
+        rows[key] = col
+    times, valid = _times(rows, state)
+    for d, w in zip(layouts, where, strict=True):
+        d["times_s"], d["time_valid"] = times[w], valid[w]
 
 
 def _times(rows: dict[str, Any], state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
