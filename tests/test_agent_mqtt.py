@@ -35,6 +35,8 @@ def test_agent_publishes_events_and_pipeline_status_then_flushes_on_stop(
         '[sinks]\nconsole = "off"\njsonl_file = "events.jsonl"\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nusername = "pi"\n'
         'password_file = "mqtt-password"\noutbox_path = "outbox.sqlite"\nstatus_interval_s = 0.2\n'
+        # the first presence verdict at once (not after the 35 s breathing warm-up)
+        '[pipelines.wifi_motion]\nbreathing = false\n'
     )
     loaded = load_config(cfg, env={})
     listener = Listener(broker, ["ambisense/#"], user="pi", password="correct horse")

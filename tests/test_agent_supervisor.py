@@ -72,7 +72,9 @@ def test_two_serial_sources_one_missing_is_retried_while_the_other_produces(tmp_
         "agent": {"name": "pi-test"},
         "sources": [
             {"type": "esp32_serial", "name": "live", "url": port, "restart": FAST,
-             "pipelines": ["wifi_motion"]},
+             "pipelines": ["wifi_motion"],
+             # a presence verdict at once, not after the 35 s breathing warm-up
+             "pipeline_options": {"wifi_motion": {"breathing": False}}},
             {"type": "esp32_serial", "name": "unplugged", "url": missing, "restart": FAST},
         ],
     }, "test")
