@@ -25,8 +25,10 @@ from sensing.simulate.csi_activity import (
 from sensing.wifi.fall import (
     _F,
     N_FEATURES,
+    RULE_OPERATING_POINT,
     FallDetector,
     FallFeatureExtractor,
+    decimate_mask,
     extract_features,
     rule_fall_probability,
     window_labels,
@@ -112,32 +114,69 @@ def test_window_labels():
 
 
 def test_extractor_is_chunk_invariant_and_bounded():
-    small, _ = _chunks(3, 40.0, 0, step=17)
-    big, _ = _chunks(3, 40.0, 0, step=400)
+    small, _ = _chunks(3, 45.0, 0, step=17)
+    big, _ = _chunks(3, 45.0, 0, step=400)
     e1, x1 = extract_features(small)
     e2, x2 = extract_features(big)
     assert x1.shape[1] == N_FEATURES and len(e1) > 40
     np.testing.assert_array_equal(e1, e2)
     np.testing.assert_allclose(x1, x2, rtol=1e-5, atol=1e-5)
     assert np.isfinite(x1).all()
-    assert e1[0] == pytest.approx(10.0) and np.allclose(np.diff(e1), 0.5)
+    # each window = 10 s burst window + 10 s post period
+    assert e1[0] == pytest.approx(20.0) and np.allclose(np.diff(e1), 0.5)
     ex = FallFeatureExtractor(floor_s=5.0)
+    assert ex.span_s == pytest.approx(20.0)
     for fr in small:
         ex.update(fr)
-        assert len(ex._fast) <= ex.window_blocks and len(ex._floor_fast) <= 50
+        assert len(ex._blocks) <= ex.span_blocks and len(ex._prof) <= ex.span_blocks
+        assert ex._blocks.buf.shape[0] == ex.span_blocks  # floor history >= one span
         assert ex._pend_rows is None or len(ex._pend_rows) <= 5
+
+
+def test_decimation_one_packet_per_bin_and_chunk_invariant():
+    t = np.sort(np.random.default_rng(0).uniform(0, 10, 1100))  # ~110 Hz
+    keep, last = decimate_mask(t, None)
+    b = np.floor(t * 50).astype(int)
+    assert len(np.unique(b[keep])) == keep.sum() == len(np.unique(b))
+    parts, last2 = [], None
+    for i in range(0, len(t), 7):
+        k, last2 = decimate_mask(t[i:i + 7], last2)
+        parts.append(k)
+    np.testing.assert_array_equal(np.concatenate(parts), keep)
+    assert last == last2 == b[-1]
+
+
+def test_noise_level_features_do_not_depend_on_packet_rate():
+    """Decimation to one packet per 20 ms bin: the quiet-room burst levels at 55 and
+    115 Hz match (v2's averaged bins made them grow with the rate; maxima of single 20 ms
+    bins, e.g. ``fine_peak_log``, still differ by ~0.4 at rest: fewer valid bins at 55 Hz)."""
+    med = {}
+    for rate in (55.0, 115.0):
+        rng = np.random.default_rng(21)
+        ch = Channel.random(rng)
+        b = ScriptBuilder(rng)
+        b.still(32.0)
+        fr = [Frames(c[:, :, None, None], t, None, "wifi_csi", "sim", subcarriers=ALL_SC)
+              for t, c in stream_activity(b.segments, ch, rng, rate_hz=rate)]
+        _, X = extract_features(fr)
+        med[rate] = {n: float(np.median(X[:, _F[n]])) for n in
+                     ("peak_log", "fast_peak_log", "ctx_ref_log")}
+    for n, v in med[55.0].items():
+        assert abs(v - med[115.0][n]) < 0.3, (n, med)
 
 
 def _fall_like() -> np.ndarray:
     x = np.zeros(N_FEATURES)
-    x[_F["peak_log"]], x[_F["fast_peak_log"]], x[_F["burst_s"]] = 4.0, 1.5, 0.8
-    x[_F["after_s"]], x[_F["post_max_log"]], x[_F["post_drift_log"]] = 6.0, 1.0, -1.5
+    x[_F["peak_log"]], x[_F["fine_peak_log"]], x[_F["burst_s"]] = 4.0, 5.0, 0.8
+    x[_F["speed_ratio"]], x[_F["peak_half_s_frac"]] = 0.7, 0.75
+    x[_F["still_max_log"]], x[_F["still_drift_log"]] = 1.0, -1.8
     return x
 
 
-@pytest.mark.parametrize("name,value", [("peak_log", 2.0), ("burst_s", 4.0), ("after_s", 2.0),
-                                        ("post_max_log", 2.5), ("post_drift_log", 0.5),
-                                        ("fast_peak_log", 0.2)])
+@pytest.mark.parametrize("name,value", [("peak_log", 2.5), ("fine_peak_log", 3.2),
+                                        ("burst_s", 4.0), ("speed_ratio", 0.35),
+                                        ("peak_half_s_frac", 0.35), ("still_max_log", 3.0),
+                                        ("still_drift_log", 0.5)])
 def test_rule_needs_every_condition(name, value):
     x = _fall_like()
     assert rule_fall_probability(x)[0] > 0.8
@@ -157,11 +196,18 @@ def test_detector_consecutive_and_refractory():
     evs = det.step(ends, X, p)
     assert [e.detect_s for e in evs] == [ends[12], ends[102]]
     assert evs[0].method == "rule" and evs[1].confidence == pytest.approx(0.95)
-    # onset = window start + peak time - rise time of the first triggering window
-    assert evs[0].onset_s == pytest.approx(ends[10] - 10.0 + 0.0 - 0.0)
+    # onset = burst-window start (window end - 20 s) + peak time - rise time of the first
+    # triggering window
+    assert evs[0].onset_s == pytest.approx(ends[10] - 20.0 + 0.0 - 0.0)
     # no decision before the warm-up (noise floors need history)
     late = FallDetector(None, threshold=0.5, consecutive=3, warmup_s=20.0)
     assert [e.detect_s for e in late.step(ends, X, p)] == [ends[32], ends[102]]
+    # k of n: 3 of the last 5 windows (a dip below the threshold does not reset the run)
+    q = np.zeros(120)
+    q[[40, 41, 43]] = 0.9
+    kn = FallDetector(None, threshold=0.5, consecutive=3, within=5, warmup_s=0.0)
+    assert [e.detect_s for e in kn.step(ends, X, q)] == [ends[43]]
+    assert FallDetector(None, threshold=0.5, consecutive=3, warmup_s=0.0).step(ends, X, q) == []
 
 
 def test_pipeline_falls_back_to_rule_with_warning(tmp_path, caplog):
@@ -172,6 +218,9 @@ def test_pipeline_falls_back_to_rule_with_warning(tmp_path, caplog):
         pipe = cls(models_dir=str(tmp_path))
     assert pipe.method == "rule"
     assert any("rule-based fallback" in r.message for r in caplog.records)
+    # the rule's own operating point (not the model's)
+    assert (pipe.detector.threshold, pipe.detector.consecutive) == (
+        RULE_OPERATING_POINT["threshold"], RULE_OPERATING_POINT["consecutive"])
     with pytest.raises(Exception, match="manifest"):
         cls(models_dir=str(tmp_path), method="model")
     with pytest.raises(ValueError, match="unknown option"):
@@ -210,15 +259,16 @@ def test_detector_stillness_confirmation():
     X[:, _F["t_peak_s"]] = X[:, _F["rise_s"]] = 0.0  # onset = first window's start
     X[:, _F["peak_log"]] = 1.0  # quiet
     p = np.zeros(120)
-    p[20:24] = 0.9  # candidate: first window ends at 20 s -> onset 10 s
-    kw = dict(threshold=0.5, consecutive=3, warmup_s=0.0, still_s=12.0, still_log=1.6,
+    p[20:24] = 0.9  # candidate: first window ends at 20 s -> onset 20 - 20 = 0 s
+    kw = dict(threshold=0.5, consecutive=3, warmup_s=0.0, still_s=20.0, still_log=1.6,
               settle_s=4.0)
     evs = FallDetector(None, **kw).step(ends, X, p)
-    # stillness [14 s, 26 s]: decided by the first window ending at or after 26 s
-    assert len(evs) == 1 and evs[0].onset_s == pytest.approx(10.0)
-    assert evs[0].detect_s == pytest.approx(26.0) and evs[0].extra["still_s"] == 12.0
+    # stillness [4 s, 24 s]: decided by the first window ending at or after 24 s; windows
+    # whose burst window starts at or after 4 s (end >= 24 s) are checked
+    assert len(evs) == 1 and evs[0].onset_s == pytest.approx(0.0)
+    assert evs[0].detect_s == pytest.approx(24.0) and evs[0].extra["still_s"] == 20.0
     moved = X.copy()
-    moved[ends == 25.0, _F["peak_log"]] = 3.0  # window [15, 25] s: moving again
+    moved[ends == 24.0, _F["peak_log"]] = 3.0  # burst window [4, 14] s: moving again
     assert FallDetector(None, **kw).step(ends, moved, p) == []
     before = X.copy()
     before[ends == 23.5, _F["peak_log"]] = 3.0  # window starts before the stillness period

@@ -8,7 +8,14 @@ from typing import Any
 from agent.pipelines.base import PIPELINES, Pipeline
 from sensing.detections import Detection
 from sensing.frames import Frames
-from sensing.wifi.fall import CLASSES, FEATURE_NAMES, N_FEATURES, FallDetector, FallEvent
+from sensing.wifi.fall import (
+    CLASSES,
+    FEATURE_NAMES,
+    N_FEATURES,
+    RULE_OPERATING_POINT,
+    FallDetector,
+    FallEvent,
+)
 
 log = logging.getLogger("ambisense.wifi_fall")
 
@@ -32,9 +39,9 @@ class WifiFallPipeline(Pipeline):
     method : {"auto", "model", "rule"}
         ``auto`` = model, else rule; ``rule`` forces the rule; ``model`` fails when the
         model cannot be loaded.
-    threshold, consecutive, refractory_s, still_s, still_log, settle_s
+    threshold, consecutive, within, refractory_s, still_s, still_log, settle_s
         See :class:`sensing.wifi.fall.FallDetector` (defaults: the model's recorded
-        operating point, else 0.5 / 2 / 30 s and no stillness confirmation).
+        operating point; for the rule :data:`sensing.wifi.fall.RULE_OPERATING_POINT`).
     models_dir : str
         Directory with ``manifest.json`` (default: see ``agent.inference``).
     """
@@ -49,8 +56,8 @@ class WifiFallPipeline(Pipeline):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        known = {"model", "method", "threshold", "consecutive", "refractory_s", "still_s",
-                 "still_log", "settle_s", "models_dir"}
+        known = {"model", "method", "threshold", "consecutive", "within", "refractory_s",
+                 "still_s", "still_log", "settle_s", "models_dir"}
         unknown = set(options) - known
         if unknown:
             raise ValueError(f"wifi_fall: unknown option(s) {sorted(unknown)}; "
@@ -70,8 +77,11 @@ class WifiFallPipeline(Pipeline):
                     raise
                 log.warning("wifi_fall: model %r not usable (%s); using the rule-based "
                             "fallback", self.model_name, exc)
-        kw = {k: options.get(k, op.get(k)) for k in ("threshold", "consecutive", "refractory_s",
-                                                     "still_s", "still_log", "settle_s")}
+        if self.model is None:
+            op = dict(RULE_OPERATING_POINT)
+        kw = {k: options.get(k, op.get(k)) for k in ("threshold", "consecutive", "within",
+                                                     "refractory_s", "still_s", "still_log",
+                                                     "settle_s")}
         kw = {k: v for k, v in kw.items() if v is not None}
         if self.model is not None:
             self.detector = FallDetector(self.model.predict_proba, labels=self.model.labels,

@@ -1,47 +1,51 @@
 """Fall detection from WiFi CSI amplitude: streaming features, classifier-driven detector and
 a rule-based fallback.
 
-A fall is a fast descent (0.5–1 s) followed by lying still, which in the CSI looks like a
-short, strong burst of amplitude fluctuation with a fast onset, a large change of the static
-multipath profile (the body ends up at floor level) and quiet afterwards. Walking is long and
+A fall is a fast descent (0.5–1 s, peak body speed 3–6 m/s) followed by lying still, which
+in the CSI looks like a short, strong burst of amplitude fluctuation that decorrelates the
+channel within 20 ms, with a fast onset, a change of the static multipath profile (the body
+ends up at floor level) and quiet afterwards. Walking is long and
 periodic, sitting and lying down are slower, picking something up returns to the same
 profile.
 
 Feature pipeline (streaming, bounded memory)
 --------------------------------------------
-1. ``|H|`` per packet; null/guard tones (median < 5 % of the median) dropped; each packet
+1. Decimation: at most one packet (the first) per 20 ms bin of a 50 Hz grid
+   (:func:`decimate_mask`), so that every per-bin change has the same noise at any packet
+   rate ≥ 50 Hz.
+2. ``|H|`` per packet; null/guard tones (median < 5 % of the median) dropped; each packet
    divided by its mean amplitude (AGC normalisation) and, separately, its log taken.
-2. Both binned to a uniform 50 Hz grid with :class:`sensing.wifi.conditioning.UniformBinner`
-   (packet jitter and loss; empty bins hold the last value).
-3. Changes over a fixed 20 ms lag (consecutive bins), so that they do not scale with the
-   packet rate: *fast* = mean |change| of the normalised amplitudes (frequency-selective
-   motion), *common* = |mean change of the log amplitudes| (common-mode motion; averaging
-   the subcarriers removes most noise, a per-block median removes AGC steps). 0.1 s blocks
-   keep these plus the mean amplitude profile; *slow* change = RMS difference of
-   consecutive block profiles.
-4. Both are divided by a noise floor = 20th percentile of the last 60 s of blocks, so the
-   features do not depend on the device's noise level or SNR.
-5. Every ``hop_s`` (0.5 s) a 10 s window (100 blocks) gives :data:`FEATURE_NAMES`,
-   computed around the window's strongest burst of motion, plus the packet rate (the
-   noise floor, hence the feature scale, depends on packets per bin).
-6. Context features: the window's peak motion relative to the 95th percentile of the
-   previous 50 s of the same stream (a fall is the strongest motion in a long while; the
-   scale of a person, room, device and packet rate cancels out), and that reference level
-   relative to the noise floor. They are appended after the first 20 features, so a model
-   trained on the first :data:`N_BASE_FEATURES` keeps working.
+3. Both binned to the 50 Hz grid with :class:`sensing.wifi.conditioning.UniformBinner`;
+   empty bins hold the last value for the amplitude profile, and changes that involve an
+   empty bin are left out.
+4. Changes over fixed lags: *fast* = mean |20 ms change| of the normalised amplitudes
+   (frequency-selective motion), *fast3* = the same over 60 ms (fast motion decorrelates
+   within 20 ms, slow motion does not), *common* = |mean 20 ms change of the log
+   amplitudes| (common-mode motion; averaging the subcarriers removes most noise, a
+   per-block median removes AGC steps). 0.1 s blocks keep these, the per-bin common
+   changes and the mean amplitude profile.
+5. Everything is divided by a noise floor = 20th percentile of the last 60 s of blocks, so
+   the features do not depend on the device's noise level or SNR.
+6. Every ``hop_s`` (0.5 s) a 20 s span gives :data:`FEATURE_NAMES`: the first 23 describe
+   its first 10 s (the *burst window*, centred on its strongest burst; plus the packet
+   rate and three context features relative to the same stream's previous motion), the
+   other 10 describe the last 10 s (the *post period*: does the person stay down, still,
+   with a changed profile?) and the burst's shape at 20 ms resolution (sharpness,
+   concentration, speed ratio). A fall is therefore decided ≥ 10 s after it happened.
 
 Decision
 --------
 :class:`FallDetector` turns per-window fall probabilities (from a classifier's
 ``predict_proba`` or from :func:`rule_fall_probability`) into fall events: ``consecutive``
-windows at or above ``threshold`` raise a candidate; with ``still_s`` > 0 the candidate
-becomes an event only if the person then stays still (post-fall stillness confirmation, as
-real fall detectors do); then ``refractory_s`` seconds of silence.
+windows at or above ``threshold`` among the last ``within`` raise a candidate; with
+``still_s`` > 0 the candidate becomes an event only if the person then stays still (a hand
+rule kept as an option; since v3 the classifier itself sees the 10 s post period); then
+``refractory_s`` seconds of silence.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,8 +59,13 @@ GRID_HZ = 50.0
 BLOCK_BINS = 5  # 0.1 s blocks
 BLOCK_S = BLOCK_BINS / GRID_HZ
 WINDOW_S = 10.0
+#: Seconds after the burst window that the classifier also sees (post-event stillness):
+#: each feature vector covers ``WINDOW_S + POST_S`` = 20 s; it is decided at its end.
+POST_S = 10.0
 HOP_S = 0.5
 FLOOR_S = 60.0
+#: Version of the feature computation (part of the feature-cache key of models/train_fall).
+FEATURE_VERSION = "v3-decimated-post10"
 #: Multiple of the noise floor above which a block counts as active.
 ACTIVE_X = 3.0
 NULL_FRACTION = 0.05
@@ -88,9 +97,23 @@ FEATURE_NAMES: tuple[str, ...] = (
     "ctx_peak_log",        # log peak common-mode change / 95th pct of the previous 50 s
     "ctx_fast_log",        # log peak frequency-selective change / 95th pct of the previous 50 s
     "ctx_ref_log",         # log 95th pct of the previous 50 s of common-mode change / floor
+    # v3: the POST_S (10 s) after the burst window: does the person stay down, and where?
+    "still_max_log",       # log max common-mode change (0.3 s smoothed) / floor, post period
+    "still_mean_log",      # mean log common-mode change / floor, post period
+    "still_fast_log",      # log 90th pct frequency-selective change / floor, post period
+    "still_drift_log",     # log profile drift (1st vs 2nd half of the post period) / slow floor
+    "still_active_s",      # time with common-mode change > 3x floor in the post period (s)
+    "final_posture_log",   # log |post-period profile - profile before the burst| / slow floor
+    # v3: burst shape at 20 ms resolution (per-bin common-mode change)
+    "fine_peak_log",       # log max per-bin (20 ms) common-mode change in the burst / floor
+    "energy_t10_90_s",     # time between 10 % and 90 % of the burst's cumulative energy (s)
+    "peak_half_s_frac",    # largest share of the burst energy within 0.5 s
+    "speed_ratio",         # excess 20 ms change / excess 60 ms change over the burst (fast
+                           # motion decorrelates within 20 ms: ~1; slow motion: ~1/3)
 )
 #: Features of the first released model (20); a model trained on them keeps working: the
-#: detector passes it the first ``n_features`` columns.
+#: detector passes it the first ``n_features`` columns. (Since v3 the first 23 features
+#: describe the burst window ``[end - 20 s, end - 10 s]`` instead of ``[end - 10 s, end]``.)
 N_BASE_FEATURES = 20
 N_FEATURES = len(FEATURE_NAMES)
 _F = {n: i for i, n in enumerate(FEATURE_NAMES)}
@@ -188,95 +211,257 @@ class FeatureWindow:
     features: np.ndarray
 
 
-class FallFeatureExtractor:
-    """Streaming fall features: feed CSI chunks, get one :class:`FeatureWindow` per hop.
+def decimate_mask(times_s: np.ndarray, last_bin: int | None) -> tuple[np.ndarray, int | None]:
+    """Keep at most one packet (the first) per 20 ms grid bin.
 
-    Memory is bounded by ``floor_s`` seconds of 0.1 s block statistics plus one window of
-    block profiles, whatever the stream length.
+    With one packet per bin the noise of every per-bin change is the same at any packet
+    rate ≥ 50 Hz, so the features (changes divided by their noise floor) do not depend on
+    the packet rate (v2 averaged the packets of a bin: its noise, hence its feature scale,
+    fell with the rate and recall collapsed at 80–120 Hz).
 
     Parameters
     ----------
-    window_s, hop_s : float
-        Window length and hop (s); multiples of 0.1 s.
+    times_s : numpy.ndarray
+        Packet times (s) of one chunk.
+    last_bin : int or None
+        Grid bin of the last packet kept from earlier chunks.
+
+    Returns
+    -------
+    keep : numpy.ndarray of bool
+        Packets to keep.
+    last_bin : int or None
+        Updated grid bin of the last kept packet.
+    """
+    b = np.floor(np.asarray(times_s, float) * GRID_HZ).astype(np.int64)
+    if not len(b):
+        return np.zeros(0, bool), last_bin
+    prev = np.maximum.accumulate(np.r_[np.int64(-2**62 if last_bin is None else last_bin),
+                                       b[:-1]])
+    keep = b > prev
+    kept = b[keep]
+    return keep, (int(kept[-1]) if len(kept) else last_bin)
+
+
+def _burst(sm: np.ndarray) -> tuple[int, int, int]:
+    """Peak index and first/last block of the burst around it (above 15 % of the peak
+    and ``ACTIVE_X``)."""
+    n = len(sm)
+    ip = int(np.argmax(sm))
+    level = max(ACTIVE_X, 0.15 * float(sm[ip]))
+    a = ip
+    while a > 0 and sm[a - 1] > level:
+        a -= 1
+    b = ip
+    while b < n - 1 and sm[b + 1] > level:
+        b += 1
+    return ip, a, b
+
+
+def post_features(common: np.ndarray, cbins: np.ndarray, fast: np.ndarray, fast3: np.ndarray,
+                  prof: np.ndarray, floor_common: float, floor_fast: float, floor_fast3: float,
+                  floor_slow: float, n_burst: int) -> np.ndarray:
+    """v3 features of a ``WINDOW_S + POST_S`` span: the post period and the burst shape.
+
+    Parameters
+    ----------
+    common : numpy.ndarray
+        ``(n,)`` per-block median common-mode change (0.1 s blocks; first ``n_burst``
+        blocks = burst window, the rest = post period).
+    cbins : numpy.ndarray
+        ``(n, BLOCK_BINS)`` per-bin (20 ms) common-mode change.
+    fast, fast3 : numpy.ndarray
+        ``(n,)`` per-block mean frequency-selective change over 20 ms and over 60 ms.
+    prof : numpy.ndarray
+        ``(n, n_subcarriers)`` mean normalised amplitude profile per block.
+    floor_common, floor_fast, floor_fast3, floor_slow : float
+        Noise floors (20th percentiles of the last 60 s) of ``common``, ``fast``, ``fast3``
+        and of the block-to-block profile change.
+    n_burst : int
+        Blocks of the burst window.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(10,)``: the ``still_*``, ``final_posture_log`` and burst-shape features of
+        :data:`FEATURE_NAMES`, in order.
+    """
+    bs = BLOCK_S
+    fc = max(floor_common, 1e-9)
+    ec = np.maximum(common / fc, 1e-3)
+    sm = np.convolve(ec, np.ones(3) / 3, mode="same")
+    ip, a, b = _burst(sm[:n_burst])
+    post = slice(n_burst, len(ec))
+    k = np.sqrt(prof.shape[1])
+    fs = max(floor_slow, 1e-9)
+    pp = prof[post]
+    h = len(pp) // 2
+    drift = np.linalg.norm(pp[:h].mean(0) - pp[h:].mean(0)) / k / fs
+    before = prof[max(0, a - 10):max(a, 1)].mean(0)
+    final = np.linalg.norm(pp.mean(0) - before) / k / fs
+    ef = fast / max(floor_fast, 1e-9)
+    # burst shape on the 20 ms bins of the burst +- 0.5 s
+    lo, hi = max(0, a - 5), min(n_burst, b + 6)
+    cb = cbins[lo:hi].ravel() / fc
+    cb = cb[np.isfinite(cb)]
+    ex = np.maximum(cb - 1.0, 0.0)
+    tot = float(ex.sum())
+    if tot > 1e-6:
+        cum = np.cumsum(ex) / tot
+        t1090 = (np.searchsorted(cum, 0.9) - np.searchsorted(cum, 0.1)) / GRID_HZ
+        w = int(0.5 * GRID_HZ)
+        half = float(np.convolve(ex, np.ones(w), mode="valid").max() / tot) if len(ex) >= w \
+            else 1.0
+    else:
+        t1090, half = 0.0, 1.0
+    e1 = np.maximum(fast[a:b + 1] - floor_fast, 0.0).sum()
+    e3 = np.maximum(fast3[a:b + 1] - floor_fast3, 0.0).sum()
+    speed = float(e1 / e3) if e3 > 1e-9 else 1.0
+    return np.array([
+        np.log(max(float(sm[post].max()), 1e-3)), float(np.log(ec[post]).mean()),
+        np.log(max(_pct(ef[post], 90), 1e-3)), np.log(max(drift, 1e-3)),
+        float((ec[post] > ACTIVE_X).sum()) * bs, np.log(max(final, 1e-3)),
+        np.log(max(float(cb.max()) if len(cb) else 1e-3, 1e-3)), t1090, half,
+        min(speed, 3.0),
+    ], dtype=np.float32)
+
+
+class _Ring:
+    """Fixed-length history of rows (oldest first), bounded memory, no per-call allocation
+    of the whole history as with ``np.asarray(deque)``."""
+
+    def __init__(self, maxlen: int, shape: tuple[int, ...] = ()) -> None:
+        self.buf = np.full((maxlen, *shape), np.nan)
+        self.n = 0
+
+    def append(self, x: np.ndarray | float) -> None:
+        self.buf[:-1] = self.buf[1:]
+        self.buf[-1] = x
+        self.n = min(self.n + 1, len(self.buf))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def view(self) -> np.ndarray:
+        """The stored rows, oldest first (a view: copy before keeping)."""
+        return self.buf[len(self.buf) - self.n:]
+
+
+class FallFeatureExtractor:
+    """Streaming fall features: feed CSI chunks, get one :class:`FeatureWindow` per hop.
+
+    Each window covers ``window_s + post_s`` seconds: the burst window (the first
+    ``window_s``, described by the first 23 features) and the post period (the last
+    ``post_s``: does the person stay down?). Packets are decimated to at most one per 20 ms
+    bin (:func:`decimate_mask`). Memory is bounded by ``floor_s`` seconds of 0.1 s block
+    statistics plus one span of block profiles, whatever the stream length.
+
+    Parameters
+    ----------
+    window_s, hop_s, post_s : float
+        Burst-window length, hop and post period (s); multiples of 0.1 s.
     floor_s : float
         History used for the noise floors (s).
     """
 
     def __init__(self, window_s: float = WINDOW_S, hop_s: float = HOP_S,
-                 floor_s: float = FLOOR_S) -> None:
+                 floor_s: float = FLOOR_S, post_s: float = POST_S) -> None:
         self.window_blocks = int(round(window_s / BLOCK_S))
+        self.post_blocks = int(round(post_s / BLOCK_S))
+        self.span_blocks = self.window_blocks + self.post_blocks
         self.hop_blocks = max(1, int(round(hop_s / BLOCK_S)))
         self.window_s = self.window_blocks * BLOCK_S
-        self._floor_len = int(round(floor_s / BLOCK_S))
+        self.post_s = self.post_blocks * BLOCK_S
+        self.span_s = self.span_blocks * BLOCK_S
+        self._floor_len = max(int(round(floor_s / BLOCK_S)), self.span_blocks)
         self._reset(None)
 
     def _reset(self, shape: tuple[int, ...] | None) -> None:
         self._shape = shape
         self._valid: np.ndarray | None = None
         self._binner: UniformBinner | None = None
-        self._last_bin: np.ndarray | None = None  # last filled 50 Hz bin
-        self._common: deque[float] = deque(maxlen=self.window_blocks)
-        self._packets: deque[float] = deque(maxlen=self.window_blocks)
-        self._floor_common: deque[float] = deque(maxlen=self._floor_len)
+        self._last_pkt_bin: int | None = None  # grid bin of the last kept packet
+        self._hist: np.ndarray | None = None  # last 3 filled 50 Hz bins
+        self._hist_ok = np.zeros(3, bool)  # ... and whether they held a packet
         self._pend_rows: np.ndarray | None = None  # bins of the open block
         self._pend_bins: np.ndarray | None = None
-        self._fast: deque[float] = deque(maxlen=self.window_blocks)
-        self._prof: deque[np.ndarray] = deque(maxlen=self.window_blocks)
-        self._floor_fast: deque[float] = deque(maxlen=self._floor_len)
-        self._floor_slow: deque[float] = deque(maxlen=self._floor_len)
+        span, fl = self.span_blocks, self._floor_len
+        n_sc = int(self._valid.sum()) if self._valid is not None else 0
+        # per block: common-mode change, its 5 per-bin values, packets, 20/60 ms
+        # frequency-selective change, slow (profile) change; the profile separately
+        self._blocks = _Ring(fl, (5 + BLOCK_BINS,))
+        self._prof: _Ring | None = _Ring(span, (n_sc,)) if n_sc else None
 
     def update(self, frames: Frames) -> list[FeatureWindow]:
         """Consume one chunk; return the windows it completed."""
         if not len(frames):
             return []
-        amp = np.abs(np.asarray(frames.data)).astype(np.float32)
+        keep, self._last_pkt_bin = decimate_mask(frames.times_s, self._last_pkt_bin)
+        amp = np.abs(np.asarray(frames.data)[keep]).astype(np.float32)
+        times = np.asarray(frames.times_s, float)[keep]
         amp = amp.reshape(len(amp), -1)
+        if not len(amp):
+            return []
         if self._shape is not None and amp.shape[1:] != self._shape:
             self._reset(amp.shape[1:])
         self._shape = amp.shape[1:]
         if self._valid is None:
-            if len(amp) < 8:
-                return []
             med = np.median(amp, axis=0)
             self._valid = med > NULL_FRACTION * max(float(np.median(med)), 1e-9)
             self._binner = UniformBinner(GRID_HZ, 2 * int(self._valid.sum()))
+            self._prof = _Ring(self.span_blocks, (int(self._valid.sum()),))
         raw = amp[:, self._valid]
         la = np.log(np.maximum(raw, 0.5))
         a = raw / np.maximum(raw.mean(axis=1, keepdims=True), 1e-9)
-        first, means, counts, _ = self._binner.add(np.hstack([a, la]), frames.times_s)
+        first, means, counts, _ = self._binner.add(np.hstack([a, la]), times)
         rows = means.real
         cnt = counts.astype(float)
         bins = first + np.arange(len(rows))
         ok = counts > 0
-        # empty bins (lost packets) hold the last value
+        # empty bins (lost packets, jitter) hold the last value for the profile; changes
+        # involving them are left out (NaN), so that every change is between two single
+        # packets 20 (60) ms apart: the same noise at any packet rate
         if not ok.all():
             idx = np.where(ok, np.arange(len(rows)), -1)
             idx = np.maximum.accumulate(idx)
-            if self._last_bin is not None:
-                rows = np.vstack([self._last_bin[None], rows])
+            if self._hist is not None:
+                rows = np.vstack([self._hist[-1:], rows])
                 idx = idx + 1
                 bins = np.r_[bins[0] - 1, bins]
                 cnt = np.r_[0.0, cnt]
-                keep = np.r_[False, np.ones(len(idx), bool)]
+                ok = np.r_[False, ok]
+                keep_b = np.r_[False, np.ones(len(idx), bool)]
                 idx = np.r_[0, idx]
             else:
-                keep = idx >= 0
-            rows = rows[np.maximum(idx, 0)][keep]
-            bins = bins[keep]
-            cnt = cnt[keep]
+                keep_b = idx >= 0
+            rows = rows[np.maximum(idx, 0)][keep_b]
+            bins = bins[keep_b]
+            cnt = cnt[keep_b]
+            ok = ok[keep_b]
         if not len(rows):
             return []
-        # changes over a fixed 20 ms lag (consecutive 50 Hz bins), so that they do not
-        # scale with the packet rate: d = mean |change| of the AGC-normalised amplitudes
-        # (frequency-selective part); c = |mean change of log amplitude| (common part: the
-        # subcarrier average removes most noise; AGC steps are removed by a block median)
+        # changes over fixed lags of the 50 Hz grid, so that they do not scale with the
+        # packet rate: d = mean |20 ms change| of the AGC-normalised amplitudes
+        # (frequency-selective part), d3 = the same over 60 ms (fast motion decorrelates
+        # within 20 ms, slow motion does not: d/d3 measures speed); c = |mean 20 ms change
+        # of log amplitude| (common part: the subcarrier average removes most noise; AGC
+        # steps are removed by a block median)
         k = rows.shape[1] // 2
-        prev = rows[:1] if self._last_bin is None else self._last_bin[None]
-        diff = np.diff(np.vstack([prev, rows]), axis=0)
-        d = np.mean(np.abs(diff[:, :k]), axis=1)
-        c = np.abs(np.mean(diff[:, k:], axis=1))
-        self._last_bin = rows[-1].copy()
-        rows = np.hstack([rows[:, :k], d[:, None], c[:, None], cnt[:, None]])
+        if self._hist is None:
+            self._hist = np.repeat(rows[:1], 3, axis=0)
+            self._hist_ok = np.zeros(3, bool)
+        ext = np.vstack([self._hist, rows])
+        eok = np.r_[self._hist_ok, ok]
+        d = np.mean(np.abs(ext[3:, :k] - ext[2:-1, :k]), axis=1)
+        d3 = np.mean(np.abs(ext[3:, :k] - ext[:-3, :k]), axis=1)
+        c = np.abs(np.mean(ext[3:, k:] - ext[2:-1, k:], axis=1))
+        ok1 = eok[3:] & eok[2:-1]
+        d[~ok1] = np.nan
+        c[~ok1] = np.nan
+        d3[~(eok[3:] & eok[:-3])] = np.nan
+        self._hist = ext[-3:].copy()
+        self._hist_ok = eok[-3:].copy()
+        rows = np.hstack([rows[:, :k], d[:, None], d3[:, None], c[:, None], cnt[:, None]])
         return self._add_bins(bins, rows)
 
     def _add_bins(self, bins: np.ndarray, rows: np.ndarray) -> list[FeatureWindow]:
@@ -288,65 +473,80 @@ class FallFeatureExtractor:
         blk = bins // BLOCK_BINS
         done = blk < blk[-1]  # the last block stays open
         self._pend_rows, self._pend_bins = rows[~done], bins[~done]
-        rows, blk = rows[done], blk[done]
+        rows, bins, blk = rows[done], bins[done], blk[done]
         if not len(rows):
             return []
         starts = np.flatnonzero(np.r_[True, blk[1:] != blk[:-1]])
         n_in = np.diff(np.r_[starts, len(blk)])
-        means = np.add.reduceat(rows, starts, axis=0) / n_in[:, None]
-        # median of the common-mode change per block (robust to single-packet AGC steps)
+        means = np.add.reduceat(np.nan_to_num(rows), starts, axis=0) / n_in[:, None]
+        # the changes: mean over the valid (non-NaN) ones
+        with np.errstate(invalid="ignore", divide="ignore"):
+            n_ok = np.add.reduceat(np.isfinite(rows[:, -4:-2]), starts, axis=0)
+            means[:, -4:-2] = means[:, -4:-2] * n_in[:, None] / n_ok
+        # per-bin common-mode change by position in its block; its median per block is
+        # robust to single-packet AGC steps
         pad = np.full((len(starts), BLOCK_BINS), np.nan)
-        pos = np.arange(len(blk)) - np.repeat(starts, n_in)
-        pad[np.repeat(np.arange(len(starts)), n_in), np.minimum(pos, BLOCK_BINS - 1)] = rows[:, -2]
-        common = np.nanmedian(pad, axis=1)
+        pad[np.repeat(np.arange(len(starts)), n_in), bins % BLOCK_BINS] = rows[:, -2]
+        with warnings.catch_warnings():  # all-NaN blocks: handled below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            common = np.nanmedian(pad, axis=1)
+        profs = means[:, :-4]
+        prev = np.vstack([self._prof.buf[-1:], profs[:-1]])
+        slow = np.sqrt(np.mean((profs - prev) ** 2, axis=1))
+        if not len(self._prof):
+            slow[0] = np.nan
+        stats = np.column_stack([common, means[:, -4], means[:, -3], slow,
+                                 means[:, -1] * n_in, pad])
+        # a block without any valid change (a burst of lost packets) holds the last values
+        last = np.nan_to_num(self._blocks.buf[-1, :3])
+        for j in range(len(stats)):
+            bad = ~np.isfinite(stats[j, :3])
+            stats[j, :3][bad] = last[bad]
+            last = stats[j, :3]
         out: list[FeatureWindow] = []
         for j, b in enumerate(blk[starts]):
-            prof = means[j, :-3]
-            if self._prof:
-                self._floor_slow.append(float(np.sqrt(np.mean((prof - self._prof[-1]) ** 2))))
-            self._fast.append(float(means[j, -3]))
-            self._floor_fast.append(float(means[j, -3]))
-            self._packets.append(float(means[j, -1] * n_in[j]))
-            self._common.append(float(common[j]))
-            self._floor_common.append(float(common[j]))
-            self._prof.append(prof)
-            if (b + 1) % self.hop_blocks == 0 and len(self._fast) >= self.window_blocks:
+            self._blocks.append(stats[j])
+            self._prof.append(profs[j])
+            if (b + 1) % self.hop_blocks == 0 and len(self._prof) >= self.span_blocks:
                 out.append(self._window(int(b)))
         return out
 
     def _window(self, b: int) -> FeatureWindow:
-        x = window_features(np.asarray(self._fast), np.stack(self._prof),
-                            _p20(self._floor_fast), _p20(self._floor_slow),
-                            np.asarray(self._common), _p20(self._floor_common))
-        rate = sum(self._packets) / self.window_s
-        x = np.r_[x, np.float32(rate)].astype(np.float32)
-        # context features: compared with the blocks before this window (>= 5 s of them,
-        # else the whole history)
-        nb = self.window_blocks
-        hc, hf = np.asarray(self._floor_common), np.asarray(self._floor_fast)
-        prevc = hc[:-nb] if len(hc) - nb >= 50 else hc
-        prevf = hf[:-nb] if len(hf) - nb >= 50 else hf
-        sm = np.convolve(np.asarray(self._common), np.ones(3) / 3, mode="same")
-        refc, reff = max(_pct(prevc, 95), 1e-9), max(_pct(prevf, 95), 1e-9)
+        nb, span = self.window_blocks, self.span_blocks
+        hist = self._blocks.view()
+        fc, ff, f3, fsl = (_p20(hist[:, i]) for i in range(4))
+        cur = hist[-span:]
+        common, fast, fast3 = cur[:, 0], cur[:, 1], cur[:, 2]
+        prof = self._prof.view()
+        x = window_features(fast[:nb], prof[:nb], ff, fsl, common[:nb], fc)
+        rate = float(cur[:nb, 4].sum()) / self.window_s
+        # context features: the burst window compared with the blocks before it (>= 5 s
+        # of them, else the whole history)
+        n_before = len(hist) - span
+        prev = hist[:n_before] if n_before >= 50 else hist
+        sm = np.convolve(common[:nb], np.ones(3) / 3, mode="same")
+        refc, reff = max(_pct(prev[:, 0], 95), 1e-9), max(_pct(prev[:, 1], 95), 1e-9)
         ctx = np.r_[np.log(max(sm.max(), 1e-9) / refc),
-                    np.log(max(max(self._fast), 1e-9) / reff),
-                    np.log(refc / max(_p20(self._floor_common), 1e-9))]
-        x = np.r_[x, ctx].astype(np.float32)
+                    np.log(max(fast[:nb].max(), 1e-9) / reff),
+                    np.log(refc / max(fc, 1e-9))]
+        post = post_features(common, cur[:, 5:], fast, fast3, prof, fc, ff, f3, fsl, nb)
+        x = np.r_[x, np.float32(rate), ctx, post].astype(np.float32)
         return FeatureWindow((b + 1) * BLOCK_S, x)
 
 
 def _pct(arr: np.ndarray, q: float) -> float:
-    """``q``-th percentile of a history (1e-9 when empty)."""
-    return float(np.percentile(arr, q)) if len(arr) else 1e-9
-
-
-def _p20(values: deque[float]) -> float:
-    """20th percentile (noise floor) of a history of block values."""
-    arr = np.asarray(values)
+    """``q``-th percentile (lower order statistic, NaN ignored) of a history (1e-9 when
+    empty)."""
+    arr = arr[np.isfinite(arr)]
     if not len(arr):
         return 1e-9
-    k = int(0.2 * (len(arr) - 1))
+    k = int(q / 100 * (len(arr) - 1))
     return float(np.partition(arr, k)[k])
+
+
+def _p20(arr: np.ndarray) -> float:
+    """20th percentile (noise floor) of a history of block values."""
+    return _pct(arr, 20)
 
 
 def extract_features(chunks, **kw) -> tuple[np.ndarray, np.ndarray]:
@@ -420,22 +620,29 @@ def window_labels(intervals: Sequence[dict[str, Any]], end_s: np.ndarray,
 # ----------------------------------------------------------------------------- rule
 
 
-#: Rule thresholds, set by hand from the per-class feature medians of training captures
-#: (seeds 40-79; docs/fall.md): falls have the strongest common-mode burst (median e^4.05 ×
-#: floor) with a strong frequency-selective part (e^1.6; sit-downs e^0.54), it is short
-#: (1.0 s; walks 2.5 s), and motion and profile drift stay low afterwards (the person stays
-#: down; pick-ups and walks go on).
-RULE = {"peak_log": 3.6, "fast_peak_log": 1.1, "burst_s": 1.8, "after_s": 4.0,
-        "post_max_log": 1.7, "post_drift_log": -0.8}
+#: Rule thresholds (v3), set by hand from the per-class feature medians and fall 10th/90th
+#: percentiles of training captures (seeds 40-79; docs/fall.md): a strong (``peak_log``; falls
+#: median e^3.8 x floor, sit-downs e^2.5, lie-downs e^3.0) and sharp (``fine_peak_log``: e^4.9
+#: vs e^3.2 / e^4.1) burst of fast motion (``speed_ratio`` 0.62 vs 0.40 for sit-downs,
+#: lie-downs and walks), short (``burst_s``; walks 2.4 s) and concentrated
+#: (``peak_half_s_frac`` 0.76 vs 0.46 lie-downs, 0.35 walks), then 10 s of stillness
+#: (``still_max_log`` e^1.1, 90th pct e^1.4; walks, stand-ups and pick-ups e^3) without
+#: profile drift (``still_drift_log``; e^-1.8, 90th pct e^-1.3).
+RULE = {"peak_log": 3.3, "fine_peak_log": 4.3, "burst_s": 1.8, "speed_ratio": 0.5,
+        "peak_half_s_frac": 0.55, "still_max_log": 1.6, "still_drift_log": -1.2}
+#: Operating point of the rule (its own; chosen on the tuning split, seeds 50 000-50 019 and
+#: 60 000-60 039: tune event F1 0.61, 13 false alarms in 10.2 h; docs/fall.md).
+RULE_OPERATING_POINT = {"threshold": 0.5, "consecutive": 6, "refractory_s": 30.0}
 
 
 def rule_fall_probability(X: np.ndarray) -> np.ndarray:
     """Rule-based fall probability per window (the fallback when no model is loaded).
 
     Each condition of :data:`RULE` becomes a soft step (logistic); the probability is their
-    product: a strong (``peak_log``, ``fast_peak_log``), short (``burst_s``) burst,
-    followed by at least ``after_s`` seconds of quiet (``post_max_log``) in which the static
-    profile does not drift (``post_drift_log``): the person stays down.
+    product: a strong (``peak_log``), sharp (``fine_peak_log``), fast (``speed_ratio``),
+    short (``burst_s``) and concentrated (``peak_half_s_frac``) burst, followed by a post
+    period (the last 10 s of the window) that is quiet (``still_max_log``) and in which the
+    static profile does not drift (``still_drift_log``): the person stays down.
 
     Parameters
     ----------
@@ -456,11 +663,12 @@ def rule_fall_probability(X: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(np.clip(-(v - thr) / scale, -50, 50)))
 
     p = above(X[:, _F["peak_log"]], RULE["peak_log"], 0.15)
-    p = p * above(X[:, _F["fast_peak_log"]], RULE["fast_peak_log"], 0.15)
+    p = p * above(X[:, _F["fine_peak_log"]], RULE["fine_peak_log"], 0.15)
     p = p * below(X[:, _F["burst_s"]], RULE["burst_s"], 0.1)
-    p = p * above(X[:, _F["after_s"]], RULE["after_s"], 0.2)
-    p = p * below(X[:, _F["post_max_log"]], RULE["post_max_log"], 0.15)
-    p = p * below(X[:, _F["post_drift_log"]], RULE["post_drift_log"], 0.15)
+    p = p * above(X[:, _F["speed_ratio"]], RULE["speed_ratio"], 0.03)
+    p = p * above(X[:, _F["peak_half_s_frac"]], RULE["peak_half_s_frac"], 0.03)
+    p = p * below(X[:, _F["still_max_log"]], RULE["still_max_log"], 0.1)
+    p = p * below(X[:, _F["still_drift_log"]], RULE["still_drift_log"], 0.15)
     return p
 
 
@@ -506,7 +714,10 @@ class FallDetector:
     threshold : float
         Fall probability needed per window.
     consecutive : int
-        Windows in a row at or above ``threshold`` to raise an event.
+        Windows at or above ``threshold`` among the last ``within`` windows needed to raise
+        an event (``within`` = ``consecutive``: that many in a row).
+    within : int, optional
+        Length of that run of windows (default ``consecutive``). Windows come every 0.5 s.
     refractory_s : float
         No new event within this time after one (s); a person lying on the floor after a
         fall keeps the windows quiet anyway.
@@ -516,11 +727,13 @@ class FallDetector:
     still_s : float
         Post-fall stillness confirmation (s; 0 = off). A candidate (``consecutive`` windows
         at or above ``threshold``) becomes an event only if the person then stays still:
-        every window starting at or after ``onset + settle_s`` and ending by the first
-        window end at or after ``onset + settle_s + still_s`` must have ``peak_log`` (log
-        peak common-mode motion / noise floor) at or below ``still_log``; the event is
-        decided at that last window. ``still_s`` ≥ the window length (10 s) makes at least
-        one window be checked. A candidate still pending when the stream ends is dropped.
+        every window whose burst window (``[end - 20 s, end - 10 s]``) starts at or after
+        ``onset + settle_s``, up to the first window ending at or after ``onset + settle_s +
+        still_s``, must have ``peak_log`` (log peak common-mode motion / noise floor of its
+        burst window) at or below ``still_log``; the event is decided at that last window.
+        ``still_s`` ≥ the span (20 s) makes at least one window be checked. A candidate
+        still pending when the stream ends is dropped. (Since v3 the classifier sees the
+        post period itself; the shipped operating point records whether this is used.)
     still_log : float
         Highest ``peak_log`` (natural log of multiples of the noise floor) that counts as
         still. Falls in the simulator: ≤ 1.7 ten seconds after the impact; sit-down/lie-
@@ -540,6 +753,7 @@ class FallDetector:
         labels: Sequence[str] | None = None,
         threshold: float = 0.5,
         consecutive: int = 2,
+        within: int | None = None,
         refractory_s: float = 30.0,
         warmup_s: float = 20.0,
         still_s: float = 0.0,
@@ -557,6 +771,7 @@ class FallDetector:
         self.method = "model" if predict_proba is not None else "rule"
         self.threshold = float(threshold)
         self.consecutive = int(consecutive)
+        self.within = max(int(within or consecutive), self.consecutive)
         self.refractory_s = float(refractory_s)
         self.still_s = float(still_s)
         self.still_log = float(still_log)
@@ -604,7 +819,7 @@ class FallDetector:
             Events decided by these windows.
         """
         out = []
-        win_s = self.extractor.window_s
+        win_s = self.extractor.span_s  # the burst window starts span_s before the end
         for t, x, pi in zip(ends, X, p, strict=True):
             t = float(t)
             if self._pending is not None:
@@ -623,19 +838,23 @@ class FallDetector:
                 continue
             if t < self.warmup_s:
                 continue
-            if pi >= self.threshold:
-                self._run.append((t, float(pi), x))
-            else:
+            # the last `within` windows (the run is cut where `within` windows in a row
+            # stayed below the threshold)
+            self._run.append((t, float(pi), x))
+            if len(self._run) > self.within:
+                self._run.pop(0)
+            hits = [r for r in self._run if r[1] >= self.threshold]
+            if not hits:
                 self._run = []
-            if len(self._run) >= self.consecutive and t - self._last_event >= self.refractory_s:
-                t0, _, x0 = self._run[0]
+            if len(hits) >= self.consecutive and t - self._last_event >= self.refractory_s:
+                t0, _, x0 = hits[0]
                 onset = t0 - win_s + float(x0[_F["t_peak_s"]] - x0[_F["rise_s"]])
-                conf = max(r[1] for r in self._run)
+                conf = max(r[1] for r in hits)
                 ev = FallEvent(
                     onset_s=round(onset, 3), detect_s=t, confidence=round(conf, 4),
                     method=self.method,
                     extra={"burst_s": round(float(x0[_F["burst_s"]]), 2),
-                           "windows": len(self._run)})
+                           "windows": len(hits)})
                 self._run = []
                 if self.still_s > 0:
                     self._pending = ev
