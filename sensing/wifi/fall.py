@@ -154,15 +154,8 @@ def window_features(fast: np.ndarray, prof: np.ndarray, floor_fast: float,
     ec = np.maximum(common / max(floor_common, 1e-9), 1e-3)
     lc = np.log(ec)
     sm = np.convolve(ec, np.ones(3) / 3, mode="same")
-    ip = int(np.argmax(sm))
+    ip, a, b = _burst(sm)
     peak = float(sm[ip])
-    level = max(ACTIVE_X, 0.15 * peak)
-    a = ip
-    while a > 0 and sm[a - 1] > level:
-        a -= 1
-    b = ip
-    while b < n - 1 and sm[b + 1] > level:
-        b += 1
     k = np.sqrt(prof.shape[1])
     fs = max(floor_slow, 1e-9)
     slow = np.r_[0.0, np.linalg.norm(np.diff(prof, axis=0), axis=1) / k / fs]
