@@ -164,7 +164,7 @@ def test_breathing_through_binary_formats(tmp_path, file_format, n_rx):
 def test_live_udp_multi_stream_packets_are_assembled(tmp_path):
     """The Pi's live path: per-stream UDP packets → NexmonUdpSource → assemble_links."""
     from sensing.sources.udp import NexmonUdpSource
-    from tests.test_source_udp import run, udp_payloads
+    from tests.test_source_udp import run, sender, udp_payloads
 
     rng = np.random.default_rng(9)
     csi = _rand_csi(rng, (40, 64, 1, 3), 2000)
@@ -176,18 +176,7 @@ def test_live_udp_multi_stream_packets_are_assembled(tmp_path):
     assert len(payloads) == 120
     src = NexmonUdpSource("127.0.0.1", 0, chunk_size=16, max_latency_s=0.2)
 
-    def send(addr):
-        import socket
-        import time
-
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-            for i, p in enumerate(payloads):
-                tx.sendto(p, addr)
-                if i % 20 == 19:
-                    time.sleep(0.005)
-        return len(payloads)
-
-    chunks = run(src, send)
+    chunks = run(src, sender(payloads))
     packets = list(assemble_links(iter(chunks)))
     data = np.concatenate([f.data for f in packets])
     np.testing.assert_array_equal(data, csi)

@@ -30,6 +30,20 @@ def udp_payloads(path) -> list[bytes]:
     return out
 
 
+def sender(payloads: list[bytes]):
+    """A ``send(addr)`` for :func:`run` that transmits ``payloads`` in bursts of 20."""
+
+    def send(addr) -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for i, p in enumerate(payloads):
+                tx.sendto(p, addr)
+                if i % 20 == 19:
+                    time.sleep(0.005)  # stay well inside the receive buffer
+        return len(payloads)
+
+    return send
+
+
 def run(source: NexmonUdpSource, send, timeout_s: float = 10.0):
     """Consume ``source`` in a thread while ``send(addr)`` transmits; return the chunks."""
     addr = source.bind()
@@ -61,15 +75,7 @@ def test_live_chunks_equal_pcap_replay():
     replay = [c for c in NexmonPcapReader(path, chunk_size=1000)][0]
     src = NexmonUdpSource("127.0.0.1", 0, chunk_size=32, max_latency_s=0.2)
 
-    def send(addr):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-            for i, p in enumerate(payloads):
-                tx.sendto(p, addr)
-                if i % 20 == 19:
-                    time.sleep(0.005)  # stay well inside the receive buffer
-        return len(payloads)
-
-    chunks = run(src, send)
+    chunks = run(src, sender(payloads))
     assert sum(len(c) for c in chunks) == 150 and max(len(c) for c in chunks) <= 32
     data = np.concatenate([c.data for c in chunks])
     np.testing.assert_array_equal(data, replay.data[:150])
