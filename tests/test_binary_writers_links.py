@@ -180,3 +180,19 @@ def test_live_udp_multi_stream_packets_are_assembled(tmp_path):
     packets = list(assemble_links(iter(chunks)))
     data = np.concatenate([f.data for f in packets])
     np.testing.assert_array_equal(data, csi)
+
+
+def test_info_reports_the_link_layout_of_a_nexmon_capture(tmp_path, capsys):
+    from agent.cli import main
+
+    rng = np.random.default_rng(4)
+    csi = _rand_csi(rng, (12, 64, 2, 3), 1000)
+    path = tmp_path / "w.pcap"
+    with open(path, "wb") as fh:
+        NexmonPcapWriter(fh, chip="bcm4339").write(csi, np.arange(12) * 0.01, np.arange(12),
+                                                   np.full(12, -50))
+    assert main(["info", "--json", str(path)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["frames"] == 72 and info["wifi_frames"] == 12
+    assert info["cores"] == [0, 1] and info["spatial_streams"] == [0, 1, 2]
+    assert info["incomplete_frames"] == 0

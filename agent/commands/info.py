@@ -32,6 +32,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     for path in args.captures:
         info = open_capture(path).info()
+        if info.get("format") == "nexmon_pcap":
+            info.update(_links(path))
         if args.json:
             print(json.dumps(info))
             continue
@@ -40,6 +42,22 @@ def _run(args: argparse.Namespace) -> int:
             if key != "path":
                 print(f"  {key:<16} {value}")
     return 0
+
+
+def _links(path: str) -> dict:
+    """What detectors see of a Nexmon capture: its rows assembled into Wi-Fi frames
+    (``sensing.wifi.links``), with the receive cores and spatial streams."""
+    from sensing.wifi.links import LinkAssembler
+
+    asm = LinkAssembler()
+    frames = 0
+    for fr in open_capture(path).chunks():
+        out = asm.update(fr)
+        frames += len(out) if out is not None else 0
+    tail = asm.flush()
+    frames += len(tail) if tail is not None else 0
+    return {"cores": list(asm.cores), "spatial_streams": list(asm.streams),
+            "wifi_frames": frames, "incomplete_frames": asm.incomplete}
 
 
 COMMANDS.register("info")(
