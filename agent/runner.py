@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from agent.events import Event, EventFactory
 from agent.pipelines import Pipeline, pipelines_for
+from agent.pipelines.shared import SharedStages
 from agent.sinks import Sink
 from sensing.formats import open_capture
 from sensing.frames import Frames
@@ -71,6 +72,9 @@ def run_stream(
         Polled between chunks; when it returns True the stream ends (pipelines are flushed).
     """
     stats = StreamStats(source=source, pipelines=[p.name for p in pipelines])
+    shared = SharedStages()  # analyses several pipelines need, run once per chunk
+    for pipe in pipelines:
+        pipe.bind(shared)
     factory: EventFactory | None = None
     first_s: float | None = None
     wall0 = time.perf_counter()

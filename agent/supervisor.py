@@ -34,6 +34,7 @@ from typing import Any
 from agent.config import AgentConfig, ReplaySourceConfig, RestartPolicy, expand_replay
 from agent.events import Event
 from agent.pipelines import PIPELINES, Pipeline
+from agent.pipelines.shared import SharedStages
 from agent.runner import run_stream
 from agent.sinks import Sink
 from agent.sources import SOURCE_TYPES, open_replay
@@ -196,9 +197,16 @@ class GuardedPipeline(Pipeline):
         self.inner: Pipeline | None = None
         self._create()
 
+    def bind(self, shared: SharedStages) -> None:
+        super().bind(shared)
+        if self.inner is not None:
+            self.inner.bind(shared)
+
     def _create(self) -> None:
         try:
             self.inner = self.cls(**self.options)
+            if self.shared is not None:
+                self.inner.bind(self.shared)
             self.stats.state = "running"
         except Exception as exc:  # noqa: BLE001
             self._failed("could not be created", exc)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sensing.detections import Detection
 from sensing.frames import Frames
 from sensing.registry import Registry
+
+if TYPE_CHECKING:
+    from agent.pipelines.shared import SharedStages
 
 
 class Pipeline(ABC):
@@ -27,6 +30,14 @@ class Pipeline(ABC):
 
     def __init__(self, **options: Any) -> None:
         self.options = options
+        #: The stream's shared analyses, once :meth:`bind` has been called.
+        self.shared: SharedStages | None = None
+
+    def bind(self, shared: SharedStages) -> None:
+        """Join the stream's shared analyses (:mod:`agent.pipelines.shared`); called by
+        :func:`agent.runner.run_stream` before the first chunk. Without it a pipeline runs
+        every analysis itself."""
+        self.shared = shared
 
     @abstractmethod
     def process(self, frames: Frames) -> list[Detection]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.pipelines.base import PIPELINES, Pipeline
+from agent.pipelines.shared import shared_breathing
 from sensing.detections import Detection
 from sensing.frames import Frames
 from sensing.wifi.breathing import BreathingEstimator
@@ -35,4 +36,6 @@ class WifiBreathingPipeline(Pipeline):
             raise ValueError(f"wifi_breathing: bad option: {exc}") from None
 
     def process(self, frames: Frames) -> list[Detection]:
-        return self.estimator.update(frames)
+        if self.shared is None:
+            return self.estimator.update(frames)
+        return shared_breathing(self.shared, self.estimator, frames)

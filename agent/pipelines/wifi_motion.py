@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from agent.pipelines.base import PIPELINES, Pipeline
+from agent.pipelines.shared import shared_breathing
 from sensing.detections import Detection
 from sensing.frames import Frames
 from sensing.wifi.motion import MotionCalibration, MotionDetector, MotionState
@@ -73,7 +74,10 @@ class WifiMotionPipeline(Pipeline):
 
     def process(self, frames: Frames) -> list[Detection]:
         out: list[Detection] = []
-        for st in self.detector.update(frames):
+        breathing = None
+        if self.shared is not None and self.detector.breathing is not None:
+            breathing = shared_breathing(self.shared, self.detector.breathing.estimator, frames)
+        for st in self.detector.update(frames, breathing=breathing):
             out.extend(self._events(st))
         return out
 

@@ -389,6 +389,15 @@ class BreathingEstimator:
         self.last: dict[str, Any] | None = None
         self.reset()
 
+    def settings(self) -> dict[str, float]:
+        """The constructor arguments of this estimator (``BreathingEstimator(**settings)``
+        builds an identical one)."""
+        return {"window_s": self.window_s, "hop_s": self.hop_s, "fs_hz": self.fs_hz,
+                "min_bpm": self.min_bpm, "max_bpm": self.max_bpm,
+                "min_confidence": self.min_confidence, "motion_ratio": self.motion_ratio,
+                "max_motion_fraction": self.max_motion_fraction,
+                "min_coverage": self.min_coverage, "max_gap_s": self.max_gap_s}
+
     def reset(self) -> None:
         """Forget the stream (new layout, long gap)."""
         self._layout: tuple | None = None

@@ -482,10 +482,17 @@ class MotionDetector:
         self._moving = False
         self._last_active: float | None = None
 
-    def update(self, frames: Frames) -> list[MotionState]:
-        """Consume one chunk; return the state after each window it completed."""
+    def update(self, frames: Frames, breathing: list[Detection] | None = None
+               ) -> list[MotionState]:
+        """Consume one chunk; return the state after each window it completed.
+
+        ``breathing``: the breathing-evidence windows of this chunk when an identically
+        configured estimator already ran on it elsewhere (a shared analysis); default: run
+        this detector's own.
+        """
         if self.breathing is not None and len(frames):
-            self._pending.extend(self.breathing.update(frames))
+            self._pending.extend(self.breathing.update(frames) if breathing is None
+                                 else breathing)
         out = []
         for w in self.scorer.update(frames):
             # breathing windows ending by this motion window (both need the same packets,
