@@ -64,7 +64,7 @@ def bfee_csi_len(n_rx: np.ndarray | int, n_tx: np.ndarray | int) -> np.ndarray |
     return (N_GROUPS * (16 * np.asarray(n_rx) * np.asarray(n_tx) + 3) + 7) // 8
 
 
-def _bit_positions(m: int) -> tuple[np.ndarray, np.ndarray]:
+def bfee_bit_positions(m: int) -> tuple[np.ndarray, np.ndarray]:
     """Byte index and bit shift of each real and imaginary int8, in ``(group, rx·tx)`` order."""
     i = np.arange(N_GROUPS)[:, None]
     j = np.arange(m)[None, :]
@@ -73,12 +73,12 @@ def _bit_positions(m: int) -> tuple[np.ndarray, np.ndarray]:
     return bits // 8, (bits % 8).astype(np.uint8)
 
 
-_POSITIONS = {m: _bit_positions(m) for m in range(1, 10)}
+_POSITIONS = {m: bfee_bit_positions(m) for m in range(1, 10)}
 
 
 def _pair_positions(m: int) -> tuple[np.ndarray, np.ndarray]:
     """Byte pairs ``(k, k + 1)`` (interleaved) and uint16 shifts of each int8 of
-    :func:`_bit_positions`: the value is the low byte of ``uint16 LE at k >> shift``."""
+    :func:`bfee_bit_positions`: the value is the low byte of ``uint16 LE at k >> shift``."""
     byte, shift = _POSITIONS[m]
     return np.stack([byte, byte + 1], axis=-1).ravel(), shift.astype(np.uint16)
 

@@ -14,7 +14,13 @@ from typing import BinaryIO
 
 import numpy as np
 
-from sensing.formats.intel5300 import BFEE_CODE, N_GROUPS, RATE_HT, bfee_csi_len
+from sensing.formats.intel5300 import (
+    BFEE_CODE,
+    N_GROUPS,
+    RATE_HT,
+    bfee_bit_positions,
+    bfee_csi_len,
+)
 from sensing.formats.nexmon_pcap import CHIPS, NEXMON_PORT
 
 #: ``antenna_sel`` of the identity permutation (rx chain q → slot q), 2 bits per chain.
@@ -50,10 +56,8 @@ def pack_bfee_csi(csi: np.ndarray) -> np.ndarray:
         raise ValueError(f"Intel 5300 CSI has {N_GROUPS} subcarrier groups, got {groups}")
     m = n_rx * n_tx
     vals = _int8_pairs(csi).reshape(n, -1).view(np.uint8)  # (n, 30·m·2): re, im, …
-    i = np.arange(N_GROUPS)[:, None]
-    j = np.arange(m)[None, :]
-    bit_re = (i * (16 * m + 3) + 3 + 16 * j).ravel()
-    start = np.stack([bit_re, bit_re + 8], axis=-1).ravel()  # bit position of each value
+    byte, shift = bfee_bit_positions(m)  # where the reader takes each value from
+    start = byte.astype(np.int64) * 8 + shift
     nbytes = int(bfee_csi_len(n_rx, n_tx))
     bits = np.zeros((n, nbytes * 8), np.uint8)
     bits[:, start[:, None] + np.arange(8)] = np.unpackbits(
