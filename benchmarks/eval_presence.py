@@ -58,8 +58,8 @@ from sensing.wifi.presence import (
     BREATH_HOLD_S,
     BREATH_MIN_CONFIDENCE,
     STATES,
-    BreathingEvidence,
     PresenceTracker,
+    breathing_evidence,
 )
 
 GRID = list(itertools.product((1.0, 2.0, 3.0, 4.0), (20.0, 27.0, 35.0), (50.0, 100.0, 200.0),
@@ -110,7 +110,7 @@ def run_capture(seed: int, kind: str) -> Raw:
     truth, frames = generate(seed=seed, chunk_packets=1024, **sc, **extra)
     det = MotionDetector(breathing=False)
     detc = MotionDetector(cal, breathing=False)
-    ev = BreathingEvidence(min_confidence=0.0)
+    ev = breathing_evidence(min_confidence=0.0)
     st, stc, br = [], [], []
     for fr in frames:
         st += det.update(fr)
@@ -321,7 +321,7 @@ def real() -> None:
             row.append(" ".join(f"{k[0]}{np.mean(p == k):.2f}" for k in STATES)
                        + (f" [{','.join(ev)}]" if ev else ""))
             if br:
-                n_br = det.breathing.estimator.stats
+                n_br = det.breathing.stats
         dur = st[-1].end_s if st else 0.0
         print(f"  {f.name:<42} {dur:5.1f} s  motion only: {row[0]:<26} with breathing: "
               f"{row[1]:<30} breathing windows analysed {n_br['windows']}, "

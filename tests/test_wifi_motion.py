@@ -255,8 +255,8 @@ def test_empty_room_never_occupied():
     _, states, det = _sim_states(seed=1, duration_s=150.0, empty=True)
     assert len(states) > 250
     assert all(s.presence == "empty" and s.evidence == "none" for s in states)
-    assert det.breathing.estimator.stats["windows"] >= 20
-    assert det.breathing.estimator.stats["emitted"] == 0
+    assert det.breathing.stats["windows"] >= 20
+    assert det.breathing.stats["emitted"] == 0
 
 
 def test_presence_with_breathing_is_chunk_size_independent():

@@ -76,7 +76,7 @@ class WifiMotionPipeline(Pipeline):
         out: list[Detection] = []
         breathing = None
         if self.shared is not None and self.detector.breathing is not None:
-            breathing = shared_breathing(self.shared, self.detector.breathing.estimator, frames)
+            breathing = shared_breathing(self.shared, self.detector.breathing, frames)
         for st in self.detector.update(frames, breathing=breathing):
             out.extend(self._events(st))
         return out

@@ -24,7 +24,7 @@ after ``on_windows`` consecutive active windows and returns to *not moving* afte
 Presence (:class:`sensing.wifi.presence.PresenceTracker`): ``moving`` while motion is on;
 otherwise ``still`` (occupied, not moving) while there is respiration evidence (a breathing
 window in the last ``breath_hold_s`` seconds, from
-:class:`sensing.wifi.presence.BreathingEvidence`), or — opt-in, with a calibration — while
+:func:`sensing.wifi.presence.breathing_evidence`), or — opt-in, with a calibration — while
 the static CSI profile differs from the empty-room profile, or for ``hold_s`` seconds after
 motion stops; ``empty`` when none holds. Leaving ``empty`` on breathing alone needs
 ``breath_confirm`` consecutive breathing windows.
@@ -54,8 +54,8 @@ from sensing.wifi.presence import (
     BREATH_CONFIRM,
     BREATH_HOLD_S,
     BREATH_MIN_CONFIDENCE,
-    BreathingEvidence,
     PresenceTracker,
+    breathing_evidence,
 )
 
 #: Threshold on the motion score when no calibration is given: geometric mean of the pooled
@@ -466,7 +466,7 @@ class MotionDetector:
         self._ref = (np.asarray(calibration.profile) if calibration and calibration.profile
                      else None)
         self.profile_evidence = bool(profile_evidence)
-        self.breathing = (BreathingEvidence(min_confidence=breath_min_confidence)
+        self.breathing = (breathing_evidence(min_confidence=breath_min_confidence)
                           if breathing else None)
         self.tracker = PresenceTracker(
             hold_s=hold_s, breath_hold_s=breath_hold_s, confirm=breath_confirm,
@@ -474,7 +474,7 @@ class MotionDetector:
         #: Stream time (s) before an ``empty`` verdict is trustworthy: the first
         #: ``breath_confirm`` breathing windows must have had their chance.
         self.presence_warmup_s = (
-            self.breathing.estimator.window_s + (breath_confirm - 1) * self.breathing.hop_s
+            self.breathing.window_s + (breath_confirm - 1) * self.breathing.hop_s
             if self.breathing else 0.0)
         # breathing windows not yet reached by the motion windows (a few at most)
         self._pending: deque[Detection] = deque()

@@ -2,7 +2,7 @@
 
 A person who sits or sleeps without moving does not raise the motion score
 (:mod:`sensing.wifi.motion`), but their breathing modulates the CSI periodically at
-0.1–0.7 Hz (6–40 breaths/min); an empty room does not. :class:`BreathingEvidence` runs the
+0.1–0.7 Hz (6–40 breaths/min); an empty room does not. :func:`breathing_evidence` configures the
 breathing-rate estimator of :mod:`sensing.wifi.breathing` (CSI ratio with ≥ 2 antennas,
 phase-sanitised subcarriers + common gain with one) as a respiration detector: every window
 with a breathing peak of at least ``min_confidence`` is *breathing evidence*.
@@ -26,8 +26,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sensing.detections import Detection
-from sensing.frames import Frames
 from sensing.wifi.breathing import BreathingEstimator
 
 #: Breathing-evidence window (s): 3 cycles at 6 breaths/min, as the breathing estimator.
@@ -51,8 +49,17 @@ STATES = ("empty", "still", "moving")
 EVIDENCE = ("none", "motion", "breathing", "profile", "hold")
 
 
-class BreathingEvidence:
-    """Streaming respiration detector: breathing-rate windows used as presence evidence.
+def breathing_evidence(
+    *,
+    window_s: float = BREATH_WINDOW_S,
+    hop_s: float = BREATH_HOP_S,
+    min_confidence: float = BREATH_MIN_CONFIDENCE,
+    min_bpm: float = 6.0,
+    max_bpm: float = 40.0,
+) -> BreathingEstimator:
+    """The breathing-rate estimator configured as a respiration detector: every window it
+    emits (``breathing_rate`` detections, ``offset_s`` = window end in s, ``value`` in
+    breaths/min) is evidence of a still, breathing person.
 
     Parameters
     ----------
@@ -64,34 +71,9 @@ class BreathingEvidence:
         Breathing confidence (0–1) a window needs to count as evidence.
     min_bpm, max_bpm : float
         Respiration band (breaths/min).
-
-    Notes
-    -----
-    Memory is bounded by one window (see :class:`sensing.wifi.breathing.BreathingEstimator`).
     """
-
-    def __init__(
-        self,
-        *,
-        window_s: float = BREATH_WINDOW_S,
-        hop_s: float = BREATH_HOP_S,
-        min_confidence: float = BREATH_MIN_CONFIDENCE,
-        min_bpm: float = 6.0,
-        max_bpm: float = 40.0,
-    ) -> None:
-        self.estimator = BreathingEstimator(window_s=window_s, hop_s=hop_s,
-                                            min_confidence=min_confidence,
-                                            min_bpm=min_bpm, max_bpm=max_bpm)
-
-    @property
-    def hop_s(self) -> float:
-        """Time between windows (s)."""
-        return self.estimator.hop_s
-
-    def update(self, frames: Frames) -> list[Detection]:
-        """Consume one chunk; return its breathing windows (``breathing_rate`` detections,
-        ``offset_s`` = window end in s, ``value`` in breaths/min) in time order."""
-        return self.estimator.update(frames)
+    return BreathingEstimator(window_s=window_s, hop_s=hop_s, min_confidence=min_confidence,
+                              min_bpm=min_bpm, max_bpm=max_bpm)
 
 
 @dataclass
