@@ -66,7 +66,7 @@ class WifiMotionPipeline(Pipeline):
         if cal is None and "threshold" not in options:
             log.info("wifi_motion: no calibration, using the default threshold %.3f",
                      self.detector.threshold)
-        self._moving: bool | None = None
+        self._moving = False
         self._presence: str | None = None
         self._n = 0
         self._t0: float | None = None  # stream start (s)
@@ -84,38 +84,42 @@ class WifiMotionPipeline(Pipeline):
     def flush(self) -> list[Detection]:
         """End of stream: a stream shorter than the warm-up still gets its presence verdict
         (the state after the last window), if none was emitted yet."""
-        if self._presence is None and self._last is not None:
-            return self._events(self._last, final=True)
+        st = self._last
+        if self._presence is None and st is not None and self._n >= self.detector.on_windows:
+            return [self._presence_event(st)]
         return []
 
-    def _events(self, st: MotionState, final: bool = False) -> list[Detection]:
-        self._last = st
-        out = []
+    def _extra(self, st: MotionState) -> dict[str, Any]:
         score = round(float(st.score), 5) if math.isfinite(st.score) else None  # JSON has no NaN
-        extra = {"score": score, "threshold": round(self.detector.threshold, 5),
-                 "window_s": self.detector.scorer.window_s, "method": self.method}
-        conf = _confidence(st.score, self.detector.threshold)
-        if self._moving is None:
-            self._moving = False
-        if st.moving != self._moving and not final:
-            out.append(Detection("motion", st.end_s, int(st.moving), "", conf, dict(extra)))
-            self._moving = st.moving
-        self._n += 0 if final else 1
+        return {"score": score, "threshold": round(self.detector.threshold, 5),
+                "window_s": self.detector.scorer.window_s, "method": self.method}
+
+    def _presence_event(self, st: MotionState) -> Detection:
+        self._presence = st.presence
+        extra = {**self._extra(st), "state": st.presence, "evidence": st.evidence}
+        if st.evidence == "breathing":
+            extra["breathing_bpm"] = round(float(st.breathing_bpm), 2)
+        return Detection("presence", st.end_s, int(st.presence != "empty"), "",
+                         _confidence(st.score, self.detector.threshold), extra)
+
+    def _events(self, st: MotionState) -> list[Detection]:
+        self._last = st
+        self._n += 1
         if self._t0 is None:
             self._t0 = st.end_s - self.detector.scorer.window_s
+        out = []
+        if st.moving != self._moving:
+            out.append(Detection("motion", st.end_s, int(st.moving), "",
+                                 _confidence(st.score, self.detector.threshold),
+                                 self._extra(st)))
+            self._moving = st.moving
         # the first presence decision waits until motion could have been confirmed, and a
         # first "empty" until breathing could have been seen (a person already sitting
         # still when the stream starts is not reported empty, then occupied)
-        first_ok = (final or self._presence is not None or st.presence != "empty"
+        first_ok = (self._presence is not None or st.presence != "empty"
                     or st.end_s - self._t0 >= self.detector.presence_warmup_s - 1e-6)
-        if (self._n >= self.detector.on_windows and st.presence != self._presence
-                and first_ok):
-            pextra = {**extra, "state": st.presence, "evidence": st.evidence}
-            if st.evidence == "breathing":
-                pextra["breathing_bpm"] = round(float(st.breathing_bpm), 2)
-            out.append(Detection("presence", st.end_s, int(st.presence != "empty"), "",
-                                 conf, pextra))
-            self._presence = st.presence
+        if self._n >= self.detector.on_windows and st.presence != self._presence and first_ok:
+            out.append(self._presence_event(st))
         return out
 
 
