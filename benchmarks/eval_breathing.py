@@ -44,19 +44,17 @@ def run_case(duration_s: float = 90.0, estimator: dict | None = None,
     reads it back through the format's reader (and, for Nexmon, the per-link assembly that
     ``ambisense replay`` applies).
     """
+    est = BreathingEstimator(**(estimator or {}))
     if file_format == "memory":
         truth, frames = generate(duration_s=duration_s, **params)
+        dets = [d for fr in frames for d in est.update(fr)]
     else:
-        tmp = tempfile.mkdtemp(prefix="eval_breathing_")
-        path = os.path.join(tmp, "capture")
-        truth = simulate_csi_breathing(path, duration_s=duration_s, file_format=file_format,
-                                       **params)
-        frames = list(assemble_links(open_capture(path).chunks()))
-        for f in os.listdir(tmp):
-            os.remove(os.path.join(tmp, f))
-        os.rmdir(tmp)
-    est = BreathingEstimator(**(estimator or {}))
-    dets = [d for fr in frames for d in est.update(fr)]
+        with tempfile.TemporaryDirectory(prefix="eval_breathing_") as tmp:
+            path = os.path.join(tmp, "capture")
+            truth = simulate_csi_breathing(path, duration_s=duration_s,
+                                           file_format=file_format, **params)
+            dets = [d for fr in assemble_links(open_capture(path).chunks())
+                    for d in est.update(fr)]
     score = score_detections(dets, truth, window_s=est.window_s, hop_s=est.hop_s)
     score.update(params)
     score["stats"] = dict(est.stats)
