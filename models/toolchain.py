@@ -655,6 +655,10 @@ def _describe(estimator: Any) -> str:
     steps = getattr(estimator, "steps", None)
     if steps:
         return " -> ".join(_describe(s) for _, s in steps)
+    members = getattr(estimator, "estimators", None)
+    if members:  # VotingClassifier: the members (they differ only in their seeds here)
+        inner = "; ".join(_describe(m) for _, m in members)
+        return f"{type(estimator).__name__}({getattr(estimator, 'voting', '')}: {inner})"
     params = {k: v for k, v in estimator.get_params(deep=False).items()
               if k in ("hidden_layer_sizes", "C", "alpha", "activation", "max_iter",
                        "random_state", "class_weight")}

@@ -17,9 +17,10 @@ Splits (disjoint seeds):
 
 * train: seeds 0–159, 240 s each, 2 falls each (320 falls), plus 30 h of ordinary activity
   without falls (seeds 65 000–65 119, 900 s each) (model fitting, int8 calibration);
-* tune: seeds 50 000–50 019 (40 falls) and 10 h of ordinary activity (seeds
-  60 000–60 039): choose the event operating point (threshold, k of n windows, stillness
-  confirmation) — together with the 20 falls of the val captures;
+* tune: seeds 50 000–50 019 (40 falls) and 46 h of ordinary activity (seeds
+  60 000–60 039 at 50–120 Hz, 61 000–61 071 at 50 Hz, 61 100–61 171 at 100 Hz): choose
+  the event operating point (threshold, k of n windows, stillness confirmation) — together
+  with the 20 falls of the val captures;
 * val: seeds 100 000–100 009: the toolchain's held-out set (fp32 vs int8 gate, .val.npz).
 
 The benchmark ``benchmarks/eval_fall.py`` reports on further unseen seeds (200 000+,
@@ -64,6 +65,17 @@ SEED = 0
 TRAIN_SEEDS = range(0, 160)  # 160 × 240 s, 320 falls
 TUNE_SEEDS = range(50_000, 50_020)  # 40 falls
 TUNE_ORDINARY_SEEDS = range(60_000, 60_040)  # 40 × 900 s = 10 h
+#: More tuning hours of ordinary activity at fixed packet rates (v4): 10 h cannot tell
+#: 1 false alarm per day from 4 (0 events in 10 h allow up to 7/day at 95 %).
+TUNE_ORDINARY_EXTRA: tuple[tuple[range, float], ...] = (
+    (range(61_000, 61_072), 50.0), (range(61_100, 61_172), 100.0))  # 2 × 18 h
+#: The operating point may spend this many false alarms per day of tuning hours. (1/day,
+#: the target, halves the recall on the tuning falls: event F1 0.52 vs 0.81 at 3 false
+#: alarms in 46.6 h; a detector that misses two falls in three is worse for its users.)
+MAX_FALSE_PER_DAY = 2.0
+#: Members of the soft-voting ensemble (MLPs differing only in their seed): one MLP's
+#: fall probabilities vary with its seed by more than the operating point can absorb.
+N_MEMBERS = 5
 #: Ordinary activity (no falls) added to the training set: hard negatives (sit-downs,
 #: lie-downs, ends of walks followed by stillness).
 TRAIN_ORDINARY_SEEDS = range(65_000, 65_120)  # 120 × 900 s = 30 h
@@ -230,12 +242,14 @@ def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
 
 
 def choose_operating_point(fall_caps, ordinary_caps, proba_fn) -> dict[str, Any]:
-    """Best (threshold, consecutive, stillness limit) on the tuning split: fewest false
-    events (false alarms on the ordinary-activity hours + false positives on the fall
-    captures), then highest event F1, then fewest consecutive windows."""
+    """Best (threshold, consecutive, stillness limit) on the tuning split: false events
+    (false alarms on the ordinary-activity hours + false positives on the fall captures)
+    within :data:`MAX_FALSE_PER_DAY` per day of ordinary hours (else fewest), then highest
+    event F1, then fewest consecutive windows."""
     pf = [proba_fn(c["X"]) for c in fall_caps]
     po = [proba_fn(c["X"]) for c in ordinary_caps]
     hours = sum(c["duration_s"] for c in ordinary_caps) / 3600
+    allowed = int(MAX_FALSE_PER_DAY * hours / 24)
     best = None
     table = []
     for sl in STILL_LOGS:
@@ -252,7 +266,8 @@ def choose_operating_point(fall_caps, ordinary_caps, proba_fn) -> dict[str, Any]
                     fa = sum(len(events_for(c, p, thr, cons, still_log=sl, within=wi))
                              for c, p in zip(ordinary_caps, po, strict=True))
                     f1 = prf(tp, fp, fn)[2]
-                    key = (fa + fp, -round(f1, 3), cons, wi or cons, sl is not None)
+                    key = (max(fa + fp - allowed, 0), -round(f1, 3), cons, wi or cons,
+                           sl is not None)
                     table.append({"threshold": thr, "consecutive": cons, "within": wi,
                                   "still_log": sl, "tp": tp, "fp": fp, "fn": fn,
                                   "f1": round(f1, 4), "ordinary_false_alarms": fa})
@@ -266,18 +281,25 @@ def choose_operating_point(fall_caps, ordinary_caps, proba_fn) -> dict[str, Any]
         op.update(still_s=STILL_S, still_log=sl, settle_s=SETTLE_S)
     return {**op, "tune_event_f1": round(f1, 4), "tune_tp_fp_fn": [tp, fp, fn],
             "tune_falls": tp + fn, "tune_ordinary_false_alarms": fa,
+            "tune_false_events_allowed": allowed,
             "tune_ordinary_hours": round(hours, 2), "grid": table}
 
 
-def make_estimator():
-    """The shipped classifier: standardisation + a small MLP (int8-friendly MatMuls)."""
+def make_estimator(n_members: int = N_MEMBERS, n_jobs: int | None = 2):
+    """The shipped classifier: soft vote (mean probability) of ``n_members`` pipelines of
+    standardisation + a small MLP (int8-friendly MatMuls), seeds ``SEED .. SEED + n - 1``.
+
+    ``flatten_transform=False``: skl2onnx converts only that form of ``VotingClassifier``.
+    """
+    from sklearn.ensemble import VotingClassifier
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(),
-                         MLPClassifier(hidden_layer_sizes=(64, 32), alpha=1e-3, max_iter=800,
-                                       random_state=SEED))
+    members = [(f"mlp{i}", make_pipeline(
+        StandardScaler(), MLPClassifier(hidden_layer_sizes=(64, 32), alpha=1e-3, max_iter=800,
+                                        random_state=SEED + i))) for i in range(n_members)]
+    return VotingClassifier(members, voting="soft", flatten_transform=False, n_jobs=n_jobs)
 
 
 def _progress(msg: str) -> None:
@@ -313,14 +335,18 @@ def main(argv: list[str] | None = None) -> int:
     Xtr, ytr = X[rep], y[rep]
     _progress(f"train windows {len(y)} (+{len(rep) - len(y)} oversampled falls); "
               f"class counts {np.bincount(y, minlength=len(CLASSES)).tolist()}")
-    est = make_estimator()
+    est = make_estimator(n_members=2 if args.quick else N_MEMBERS)
     est.fit(Xtr, ytr)
     tune_caps = [capture_features(s, cache=args.cache) for s in tune]
     ord_caps = [capture_features(s, duration_s=ORDINARY_S, falls=0, cache=args.cache)
                 for s in tune_ord]
+    if not args.quick:
+        ord_caps += [capture_features(s, duration_s=ORDINARY_S, falls=0, rate_hz=rate,
+                                      cache=args.cache)
+                     for seeds, rate in TUNE_ORDINARY_EXTRA for s in seeds]
     val_caps = [capture_features(s, cache=args.cache) for s in val]
-    # the operating point is chosen on the tune + val fall captures (40 falls; val is the
-    # toolchain's int8 gate set, not the benchmark's held-out seeds) and 7 h of ordinary
+    # the operating point is chosen on the tune + val fall captures (60 falls; val is the
+    # toolchain's int8 gate set, not the benchmark's held-out seeds) and 46 h of ordinary
     # activity
     op = choose_operating_point(tune_caps + val_caps, ord_caps,
                                 lambda Z: est.predict_proba(Z)[:, fall])
@@ -438,6 +464,8 @@ def _build(build_model, est, Xtr, ytr, Xv, yv, train, tune, tune_ord, val, op, a
             "source": "csi-activity body-kinematics simulator (sensing/simulate/csi_activity.py)",
             "train_seeds": [train.start, train.stop - 1], "tune_seeds": [tune.start, tune.stop - 1],
             "tune_ordinary_seeds": [tune_ord.start, tune_ord.stop - 1],
+            "tune_ordinary_extra": [{"seeds": [r.start, r.stop - 1], "packet_rate_hz": hz}
+                                    for r, hz in TUNE_ORDINARY_EXTRA],
             "train_ordinary_seeds": [train_ord.start, train_ord.stop - 1],
             "ordinary_capture_s": ORDINARY_S,
             "operating_point_on": "tune + val fall captures, tune ordinary hours",
@@ -448,7 +476,8 @@ def _build(build_model, est, Xtr, ytr, Xv, yv, train, tune, tune_ord, val, op, a
                       "fall = descent inside it and >= 4 s after impact (>= 14 s before "
                       "the span's end)",
             "features": f"{FEATURE_VERSION}: one packet per 20 ms bin, 10 s burst window "
-                        f"+ {POST_S:.0f} s post period",
+                        f"+ {POST_S:.0f} s post period, amplitude + complex (phase-aligned) "
+                        f"change",
         },
         metric=GATE_METRIC, seed=SEED, out_dir=args.out_dir,
         description="WiFi CSI fall vs walk/sit/stand up/lie down/pick up/still: 10 s burst "

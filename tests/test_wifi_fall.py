@@ -28,6 +28,7 @@ from sensing.wifi.fall import (
     RULE_OPERATING_POINT,
     FallDetector,
     FallFeatureExtractor,
+    complex_change,
     decimate_mask,
     extract_features,
     rule_fall_probability,
@@ -131,6 +132,47 @@ def test_extractor_is_chunk_invariant_and_bounded():
         assert len(ex._blocks) <= ex.span_blocks and len(ex._prof) <= ex.span_blocks
         assert ex._blocks.buf.shape[0] == ex.span_blocks  # floor history >= one span
         assert ex._pend_rows is None or len(ex._pend_rows) <= 5
+
+
+def test_complex_change_ignores_receiver_phase_offsets_and_sees_the_channel():
+    rng = np.random.default_rng(4)
+    sc = OCCUPIED  # HT20: -28..28 without DC, the gap must not bias the slope
+    y = (rng.normal(size=(50, len(sc))) + 1j * rng.normal(size=(50, len(sc)))) * 20
+    # receiver: random common phase (CFO), timing-offset slope, gain
+    ph = rng.uniform(0, 2 * np.pi, (50, 1)) + rng.uniform(-0.1, 0.1, (50, 1)) * sc[None]
+    x = y * np.exp(1j * ph) * rng.uniform(0.5, 2.0, (50, 1))
+    assert complex_change(x, y, sc).max() < 1e-5
+    # a change of the channel itself (relative size eps, orthogonal to y) is measured:
+    # ~eps (plus the slope fit's own error), growing with eps
+    d = rng.normal(size=y.shape) + 1j * rng.normal(size=y.shape)
+    d -= (np.sum(d * np.conj(y), 1) / np.sum(np.abs(y) ** 2, 1))[:, None] * y
+    d /= np.linalg.norm(d, axis=1, keepdims=True) / np.linalg.norm(y, axis=1, keepdims=True)
+    got = [complex_change((y + eps * d) * np.exp(1j * ph), y, sc) for eps in (0.02, 0.1)]
+    assert 0.01 < np.median(got[0]) < 0.04
+    assert 0.05 < np.median(got[1]) < 0.2
+    assert (got[1] > got[0]).all()
+    # without the true subcarrier indices the DC gap leaves a residue
+    assert complex_change(x, y).max() > 1e-3
+    # two antennas, each with its own phase offset: aligned separately
+    x2 = np.hstack([x, y * np.exp(1j * (ph + 1.0))])
+    y2 = np.hstack([y, y])
+    sc2, ant2 = np.r_[sc, sc], np.r_[np.zeros(len(sc), int), np.ones(len(sc), int)]
+    assert complex_change(x2, y2, sc2, ant2).max() < 1e-5
+
+
+def test_v4_complex_features_rise_with_a_fall():
+    """The complex-change features (v4) are finite, chunk-invariant (see above) and higher
+    in windows whose burst window holds a fall than in still ones."""
+    fr, seg = _chunks(3, 60.0, 1, rate_hz=100.0)
+    ends, X = extract_features(fr)
+    fall = next(s for s in seg if s.label == "fall")
+    held = (ends - 20 <= fall.start_s) & (ends - 10 >= fall.start_s + 1.5)
+    quiet = np.array([not any(s.label != "still" and s.start_s < e - 10 and s.end_s > e - 20
+                              for s in seg) for e in ends])
+    assert held.any() and quiet.any()
+    for n in ("cpeak_log", "cctx_log"):
+        assert np.isfinite(X[:, _F[n]]).all()
+        assert X[held, _F[n]].max() > np.median(X[quiet, _F[n]]) + 0.25, n
 
 
 def test_decimation_one_packet_per_bin_and_chunk_invariant():

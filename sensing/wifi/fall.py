@@ -65,7 +65,7 @@ POST_S = 10.0
 HOP_S = 0.5
 FLOOR_S = 60.0
 #: Version of the feature computation (part of the feature-cache key of models/train_fall).
-FEATURE_VERSION = "v3-decimated-post10"
+FEATURE_VERSION = "v4-complex"
 #: Multiple of the noise floor above which a block counts as active.
 ACTIVE_X = 3.0
 NULL_FRACTION = 0.05
@@ -110,6 +110,16 @@ FEATURE_NAMES: tuple[str, ...] = (
     "peak_half_s_frac",    # largest share of the burst energy within 0.5 s
     "speed_ratio",         # excess 20 ms change / excess 60 ms change over the burst (fast
                            # motion decorrelates within 20 ms: ~1; slow motion: ~1/3)
+    # v4: complex decorrelation of the CSI vector (phase included, after removing the
+    # receiver's common phase and timing slope): sees motion the amplitude misses when the
+    # body's path is in quadrature with the static channel, and measures speed better
+    "cpeak_log",           # log peak 20 ms complex change (0.3 s smoothed) / floor, burst window
+    "cburst_s",            # length of the complex-change burst around its peak (s)
+    "crise_s",             # its start -> peak (s)
+    "cspeed_ratio",        # excess 20 ms / excess 60 ms complex change over that burst
+    "cpost_max_log",       # log max complex change (0.3 s smoothed) / floor, post period
+    "cpost_log",           # log 90th pct complex change / floor, post period
+    "cctx_log",            # log peak complex change / 95th pct of the previous 50 s
 )
 #: Features of the first released model (20); a model trained on them keeps working: the
 #: detector passes it the first ``n_features`` columns. (Since v3 the first 23 features
@@ -319,6 +329,95 @@ def post_features(common: np.ndarray, cbins: np.ndarray, fast: np.ndarray, fast3
     ], dtype=np.float32)
 
 
+def complex_change(x: np.ndarray, y: np.ndarray, sc: np.ndarray | None = None,
+                   ant: np.ndarray | None = None) -> np.ndarray:
+    """Decorrelation between CSI vectors, blind to the receiver's phase offsets.
+
+    The receiver adds a random common phase (CFO) and a linear phase slope over the
+    subcarriers (timing offset) to every packet; both are removed by aligning ``x`` to
+    ``y`` (slope from the mean phase step of ``x·y*`` between neighbouring tones of one
+    antenna, common phase and gain by least squares). What remains is the change of the
+    channel itself.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Complex ``(n, n_columns)`` CSI of packets and of the packets to compare with.
+    sc : numpy.ndarray, optional
+        Subcarrier index of each column (default ``0 .. n_columns - 1``); gaps (DC, nulls)
+        are respected by the slope.
+    ant : numpy.ndarray, optional
+        Antenna (link) of each column (default: all one); each antenna is aligned with
+        its own common phase, their decorrelations are averaged.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` sqrt(1 - |rho|²) (0 = same channel, 1 = uncorrelated), rho the correlation
+        of the aligned vectors: the relative size of the part of ``x`` that no phase
+        offset explains.
+    """
+    m = x.shape[1]
+    sc = np.arange(m) if sc is None else np.asarray(sc)
+    ant = np.zeros(m, int) if ant is None else np.asarray(ant)
+    order = np.lexsort((sc, ant))
+    nxt = order[1:][(ant[order[1:]] == ant[order[:-1]]) & (np.diff(sc[order]) == 1)]
+    prv = order[:-1][(ant[order[1:]] == ant[order[:-1]]) & (np.diff(sc[order]) == 1)]
+    z = x * np.conj(y)
+    slope = np.angle(np.sum(z[:, nxt] * np.conj(z[:, prv]), axis=1))
+    zr = z * np.exp(-1j * slope[:, None] * sc[None])
+    dec = np.zeros(len(x))
+    ants = np.unique(ant)
+    for a in ants:
+        c = ant == a
+        num = np.abs(np.sum(zr[:, c], axis=1)) ** 2
+        den = np.sum(np.abs(x[:, c]) ** 2, axis=1) * np.sum(np.abs(y[:, c]) ** 2, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dec += 1.0 - np.where(den > 0, num / den, 0.0)
+    return np.sqrt(np.clip(dec / len(ants), 0.0, 1.0))
+
+
+def complex_features(cd: np.ndarray, cd3: np.ndarray, n_burst: int, floor_cd: float,
+                     floor_cd3: float, ref_cd: float) -> np.ndarray:
+    """v4 features from the complex change of a ``WINDOW_S + POST_S`` span.
+
+    Parameters
+    ----------
+    cd, cd3 : numpy.ndarray
+        ``(n,)`` per-block mean :func:`complex_change` over 20 ms and over 60 ms.
+    n_burst : int
+        Blocks of the burst window (the rest is the post period).
+    floor_cd, floor_cd3 : float
+        Noise floors (20th percentiles of the last 60 s) of ``cd`` and ``cd3``.
+    ref_cd : float
+        95th percentile of ``cd`` before the span (the stream's recent motion).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(7,)``: the ``c*`` features of :data:`FEATURE_NAMES`, in order.
+    """
+    bs = BLOCK_S
+    fc = max(floor_cd, 1e-9)
+    ec = np.maximum(cd / fc, 1e-3)
+    sm = np.convolve(ec, np.ones(3) / 3, mode="same")
+    ip, a, b = _burst(sm[:n_burst])
+    e1 = np.maximum(cd[a:b + 1] - floor_cd, 0.0).sum()
+    e3 = np.maximum(cd3[a:b + 1] - floor_cd3, 0.0).sum()
+    speed = float(e1 / e3) if e3 > 1e-9 else 1.0
+    post = slice(n_burst, len(ec))
+    return np.array([
+        np.log(max(float(sm[ip]), 1e-3)), (b - a + 1) * bs, (ip - a) * bs, min(speed, 3.0),
+        np.log(max(float(sm[post].max()), 1e-3)), np.log(max(_pct(ec[post], 90), 1e-3)),
+        np.log(max(float(sm[ip]) * fc / max(ref_cd, 1e-9), 1e-3)),
+    ], dtype=np.float32)
+
+
+#: Block-statistic columns that hold their last value through blocks without a valid
+#: change: common, fast, fast3, complex change over 20 and 60 ms.
+_HELD = np.array([0, 1, 2, 10, 11])
+
+
 class _Ring:
     """Fixed-length history of rows (oldest first), bounded memory, no per-call allocation
     of the whole history as with ``np.asarray(deque)``."""
@@ -382,7 +481,7 @@ class FallFeatureExtractor:
         n_sc = int(self._valid.sum()) if self._valid is not None else 0
         # per block: common-mode change, its 5 per-bin values, packets, 20/60 ms
         # frequency-selective change, slow (profile) change; the profile separately
-        self._blocks = _Ring(fl, (5 + BLOCK_BINS,))
+        self._blocks = _Ring(fl, (7 + BLOCK_BINS,))
         self._prof: _Ring | None = _Ring(span, (n_sc,)) if n_sc else None
 
     def update(self, frames: Frames) -> list[FeatureWindow]:
@@ -390,9 +489,10 @@ class FallFeatureExtractor:
         if not len(frames):
             return []
         keep, self._last_pkt_bin = decimate_mask(frames.times_s, self._last_pkt_bin)
-        amp = np.abs(np.asarray(frames.data)[keep]).astype(np.float32)
+        csi = np.asarray(frames.data)[keep]
+        csi = csi.reshape(len(csi), -1)
+        amp = np.abs(csi).astype(np.float32)
         times = np.asarray(frames.times_s, float)[keep]
-        amp = amp.reshape(len(amp), -1)
         if not len(amp):
             return []
         if self._shape is not None and amp.shape[1:] != self._shape:
@@ -401,13 +501,21 @@ class FallFeatureExtractor:
         if self._valid is None:
             med = np.median(amp, axis=0)
             self._valid = med > NULL_FRACTION * max(float(np.median(med)), 1e-9)
-            self._binner = UniformBinner(GRID_HZ, 2 * int(self._valid.sum()))
+            self._binner = UniformBinner(GRID_HZ, 3 * int(self._valid.sum()))
+            # subcarrier index and antenna of each column (subcarrier-major flattening)
+            shape = np.asarray(frames.data).shape[1:]
+            n_sc, n_ant = (shape[0], int(np.prod(shape[1:]))) if shape else (1, 1)
+            sub = (np.asarray(frames.subcarriers) if frames.subcarriers is not None
+                   and len(frames.subcarriers) == n_sc else np.arange(n_sc))
+            self._sc = np.repeat(sub, n_ant)[self._valid]
+            self._ant = np.tile(np.arange(n_ant), n_sc)[self._valid]
             self._prof = _Ring(self.span_blocks, (int(self._valid.sum()),))
         raw = amp[:, self._valid]
         la = np.log(np.maximum(raw, 0.5))
         a = raw / np.maximum(raw.mean(axis=1, keepdims=True), 1e-9)
-        first, means, counts, _ = self._binner.add(np.hstack([a, la]), times)
-        rows = means.real
+        first, means, counts, _ = self._binner.add(np.hstack([a, la, csi[:, self._valid]]),
+                                                   times)
+        rows = means
         cnt = counts.astype(float)
         bins = first + np.arange(len(rows))
         ok = counts > 0
@@ -439,22 +547,30 @@ class FallFeatureExtractor:
         # within 20 ms, slow motion does not: d/d3 measures speed); c = |mean 20 ms change
         # of log amplitude| (common part: the subcarrier average removes most noise; AGC
         # steps are removed by a block median)
-        k = rows.shape[1] // 2
+        k = rows.shape[1] // 3
         if self._hist is None:
             self._hist = np.repeat(rows[:1], 3, axis=0)
             self._hist_ok = np.zeros(3, bool)
         ext = np.vstack([self._hist, rows])
         eok = np.r_[self._hist_ok, ok]
-        d = np.mean(np.abs(ext[3:, :k] - ext[2:-1, :k]), axis=1)
-        d3 = np.mean(np.abs(ext[3:, :k] - ext[:-3, :k]), axis=1)
-        c = np.abs(np.mean(ext[3:, k:] - ext[2:-1, k:], axis=1))
+        amps = ext[:, :2 * k].real
+        d = np.mean(np.abs(amps[3:, :k] - amps[2:-1, :k]), axis=1)
+        d3 = np.mean(np.abs(amps[3:, :k] - amps[:-3, :k]), axis=1)
+        c = np.abs(np.mean(amps[3:, k:] - amps[2:-1, k:], axis=1))
+        # complex decorrelation (v4): what the phase adds to the amplitude change
+        cd = complex_change(ext[3:, 2 * k:], ext[2:-1, 2 * k:], self._sc, self._ant)
+        cd3 = complex_change(ext[3:, 2 * k:], ext[:-3, 2 * k:], self._sc, self._ant)
         ok1 = eok[3:] & eok[2:-1]
+        ok3 = eok[3:] & eok[:-3]
         d[~ok1] = np.nan
         c[~ok1] = np.nan
-        d3[~(eok[3:] & eok[:-3])] = np.nan
+        cd[~ok1] = np.nan
+        d3[~ok3] = np.nan
+        cd3[~ok3] = np.nan
         self._hist = ext[-3:].copy()
         self._hist_ok = eok[-3:].copy()
-        rows = np.hstack([rows[:, :k], d[:, None], d3[:, None], c[:, None], cnt[:, None]])
+        rows = np.hstack([amps[3:, :k], d[:, None], d3[:, None], cd[:, None], cd3[:, None],
+                          c[:, None], cnt[:, None]])
         return self._add_bins(bins, rows)
 
     def _add_bins(self, bins: np.ndarray, rows: np.ndarray) -> list[FeatureWindow]:
@@ -474,8 +590,8 @@ class FallFeatureExtractor:
         means = np.add.reduceat(np.nan_to_num(rows), starts, axis=0) / n_in[:, None]
         # the changes: mean over the valid (non-NaN) ones
         with np.errstate(invalid="ignore", divide="ignore"):
-            n_ok = np.add.reduceat(np.isfinite(rows[:, -4:-2]), starts, axis=0)
-            means[:, -4:-2] = means[:, -4:-2] * n_in[:, None] / n_ok
+            n_ok = np.add.reduceat(np.isfinite(rows[:, -6:-2]), starts, axis=0)
+            means[:, -6:-2] = means[:, -6:-2] * n_in[:, None] / n_ok
         # per-bin common-mode change by position in its block; its median per block is
         # robust to single-packet AGC steps
         pad = np.full((len(starts), BLOCK_BINS), np.nan)
@@ -483,19 +599,22 @@ class FallFeatureExtractor:
         with warnings.catch_warnings():  # all-NaN blocks: handled below
             warnings.simplefilter("ignore", RuntimeWarning)
             common = np.nanmedian(pad, axis=1)
-        profs = means[:, :-4]
+        profs = means[:, :-6]
         prev = np.vstack([self._prof.buf[-1:], profs[:-1]])
         slow = np.sqrt(np.mean((profs - prev) ** 2, axis=1))
         if not len(self._prof):
             slow[0] = np.nan
-        stats = np.column_stack([common, means[:, -4], means[:, -3], slow,
-                                 means[:, -1] * n_in, pad])
+        stats = np.column_stack([common, means[:, -6], means[:, -5], slow,
+                                 means[:, -1] * n_in, pad, means[:, -4], means[:, -3]])
         # a block without any valid change (a burst of lost packets) holds the last values
-        last = np.nan_to_num(self._blocks.buf[-1, :3])
+        held = _HELD
+        last = np.nan_to_num(self._blocks.buf[-1, held])
         for j in range(len(stats)):
-            bad = ~np.isfinite(stats[j, :3])
-            stats[j, :3][bad] = last[bad]
-            last = stats[j, :3]
+            row = stats[j, held]
+            bad = ~np.isfinite(row)
+            row[bad] = last[bad]
+            stats[j, held] = row
+            last = row
         out: list[FeatureWindow] = []
         for j, b in enumerate(blk[starts]):
             self._blocks.append(stats[j])
@@ -522,8 +641,12 @@ class FallFeatureExtractor:
         ctx = np.r_[np.log(max(sm.max(), 1e-9) / refc),
                     np.log(max(fast[:nb].max(), 1e-9) / reff),
                     np.log(refc / max(fc, 1e-9))]
-        post = post_features(common, cur[:, 5:], fast, fast3, prof, fc, ff, f3, fsl, nb)
-        x = np.r_[x, np.float32(rate), ctx, post].astype(np.float32)
+        post = post_features(common, cur[:, 5:5 + BLOCK_BINS], fast, fast3, prof, fc, ff, f3,
+                             fsl, nb)
+        fcd, fcd3 = _p20(hist[:, 10]), _p20(hist[:, 11])
+        cplx = complex_features(cur[:, 10], cur[:, 11], nb, fcd, fcd3,
+                                max(_pct(prev[:, 10], 95), 1e-9))
+        x = np.r_[x, np.float32(rate), ctx, post, cplx].astype(np.float32)
         return FeatureWindow((b + 1) * BLOCK_S, x)
 
 
