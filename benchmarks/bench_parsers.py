@@ -102,6 +102,11 @@ def cases(tmp: Path) -> list[tuple[str, str, Path, Callable | None]]:
          _csiread("picoscenes", pl_size={"CSI": [56, 2, 1]})),
         ("PicoScenes", "picoscenes", DATA / "csiread" / "rx_by_qca9300.csi",
          _csiread("picoscenes", pl_size={"CSI": [56, 3, 1]})),
+        ("PicoScenes", "picoscenes", DATA / "csiread" / "rx_by_iwl5300.csi",
+         _csiread("picoscenes", pl_size={"CSI": [30, 3, 3]})),
+        ("PicoScenes", "picoscenes",
+         DATA / "csikit-picoscenes" / "picoscenes_iwl5300_example.csi",
+         _csiread("picoscenes", pl_size={"CSI": [30, 3, 3]})),
     ]
     esp = DATA / "csikit-esp32" / "example_100hz_pitraffic.csv"
     if esp.exists():

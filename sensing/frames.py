@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -64,6 +65,31 @@ class Frames:
             if len(arr) != n:
                 raise ValueError(f"field {name!r} has {len(arr)} entries for {n} rows of data")
 
+    @classmethod
+    def prevalidated(cls, common: dict[str, Any], **attrs: Any) -> Frames:
+        """A chunk built without the checks of ``__post_init__``.
+
+        For readers' hot paths that emit many small chunks whose arrays are slices of the
+        same rows of arrays already checked (the per-chunk cost then matters: ~1 µs here
+        vs ~2.7 µs through ``__init__``). Unset attributes take their defaults.
+
+        Parameters
+        ----------
+        common : dict
+            Attributes shared by a run of chunks (``fs_hz``, ``modality``, ``source`` …).
+        **attrs
+            The chunk's own attributes (``data``, ``times_s``, ``fields``, ``meta`` …);
+            with ``common``, every attribute without a default must be given.
+        """
+        fr = object.__new__(cls)
+        d = fr.__dict__
+        d.update(_FRAMES_DEFAULTS)
+        d["fields"] = {}
+        d["meta"] = {}
+        d.update(common)
+        d.update(attrs)
+        return fr
+
     def __len__(self) -> int:
         return len(self.data)
 
@@ -76,3 +102,10 @@ class Frames:
     def end_s(self) -> float:
         """Offset of the last row from the start of the stream, in seconds."""
         return float(self.times_s[-1]) if len(self.times_s) else float("nan")
+
+
+#: Default attribute values of :class:`Frames` (for :meth:`Frames.prevalidated`; ``fields``
+#: and ``meta`` get a fresh dict each time).
+_FRAMES_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(Frames)
+    if f.default is not dataclasses.MISSING}

@@ -17,7 +17,7 @@ import pytest
 
 from sensing.errors import CaptureFormatError, UnsupportedFormatError
 from sensing.formats import FORMATS, detect_format
-from sensing.frames import MODALITIES
+from sensing.frames import MODALITIES, Frames
 from tests.conftest import REPO, SHARED_DATA
 
 SKIP_SUFFIXES = (".md", ".ref.npz", ".mat", ".json", ".py", ".toml")
@@ -102,3 +102,18 @@ def test_truncated_file_is_a_counted_reject_or_clear_error(name, tmp_path):
             assert str(cut) in str(exc)
             continue
         assert sum(len(c) for c in chunks) >= 0
+
+
+def test_prevalidated_frames_equal_checked_frames():
+    import dataclasses
+
+    data, times = np.zeros((3, 4, 1, 1), np.complex64), np.arange(3.0)
+    common = {"fs_hz": None, "modality": "wifi_csi", "source": "x"}
+    a = Frames.prevalidated(common, data=data, times_s=times)
+    b = Frames(data=data, times_s=times, **common)
+    for f in dataclasses.fields(Frames):
+        assert getattr(a, f.name) is getattr(b, f.name) or getattr(a, f.name) == getattr(b, f.name)
+    c = Frames.prevalidated(common, data=data, times_s=times)
+    a.meta["k"] = 1
+    a.fields["rssi"] = np.zeros(3)
+    assert c.meta == {} and c.fields == {}  # fresh dicts, as default_factory gives

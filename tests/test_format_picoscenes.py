@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from sensing.formats import detect_format
 from sensing.formats.picoscenes import (
     DATA_TONES,
+    MVM_BATCH_BYTES,
     TONE_PLANS,
     PicoScenesReader,
     iwl5300_rx_order,
     mvm_unpack,
     segment_layout,
 )
+from sensing.frames import Frames
 from tests.conftest import shared_path
 
 FILES = {
@@ -213,3 +217,55 @@ def test_mvm_unpack_equals_reshape_reference():
             got = mvm_unpack(buf, n_tone, n_rx, n_tx, keep)
             assert got.flags.c_contiguous
             np.testing.assert_array_equal(got, ref.transpose(0, 3, 1, 2))
+
+
+def test_mvm_unpack_batches_and_flat_buffer():
+    """Rows decoded a batch at a time, from row arrays or at offsets of a flat buffer."""
+    rng = np.random.default_rng(6)
+    (tones, _), keep = TONE_PLANS[(1, 20)], DATA_TONES[(1, 20)]
+    n_tone, n_rx, n_tx = len(tones), 2, 1
+    width = 4 * n_tone * n_rx * n_tx
+    n = 3 * (MVM_BATCH_BYTES // width) + 5  # several batches, the last one partial
+    gaps = rng.integers(0, 9, n)  # rows at irregular (and unaligned) offsets
+    starts = np.cumsum(gaps + width) - width
+    flat = rng.integers(0, 256, int(starts[-1]) + width, dtype=np.uint8)
+    rows = np.stack([flat[s: s + width] for s in starts])
+    iq = rows.view("<i2").astype(np.float32)
+    ref = iq.view(np.complex64).reshape(n, n_rx, n_tx, n_tone)[..., keep].transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(mvm_unpack(rows, n_tone, n_rx, n_tx, keep), ref)
+    np.testing.assert_array_equal(mvm_unpack(flat, n_tone, n_rx, n_tx, keep, starts=starts), ref)
+
+
+@pytest.mark.parametrize("rel", sorted(FILES))
+def test_chunks_are_complete_valid_frames(rel):
+    """Chunks are built with ``Frames.prevalidated`` (no ``__post_init__``, for speed):
+    they must still pass its checks and carry every attribute of a normally built Frames."""
+    names = {f.name for f in dataclasses.fields(Frames)}
+    for chunk in PicoScenesReader(shared_path("csi", *rel.split("/")), chunk_size=5):
+        assert set(vars(chunk)) == names
+        Frames(**{k: getattr(chunk, k) for k in names})  # raises if a check fails
+        assert chunk.data.flags.c_contiguous and chunk.times_s.flags.c_contiguous
+
+
+@pytest.mark.parametrize("rel", sorted(FILES))
+@pytest.mark.parametrize("kw", [{"chunk_size": 7}, {"chunk_size": 4096, "pad_to": (3, 3)}])
+def test_uniform_block_path_equals_general_path(rel, kw, monkeypatch):
+    """The one-pass decoding of blocks of one device (``_decode_uniform``) gives exactly
+    what decoding by segment layout gives."""
+    path = shared_path("csi", *rel.split("/"))
+    fast = list(PicoScenesReader(path, **kw))
+    monkeypatch.setattr(PicoScenesReader, "_decode_uniform", lambda self, *a: None)
+    slow_reader = PicoScenesReader(path, **kw)
+    slow = list(slow_reader)
+    assert slow_reader.rejects.total == 0
+    assert len(fast) == len(slow)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.data.dtype == b.data.dtype and a.data.shape == b.data.shape
+        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.times_s, b.times_s)
+        np.testing.assert_array_equal(a.subcarriers, b.subcarriers)
+        assert a.meta == b.meta
+        assert list(a.fields) == list(b.fields)
+        for k in a.fields:
+            assert a.fields[k].dtype == b.fields[k].dtype, k
+            np.testing.assert_array_equal(a.fields[k], b.fields[k], err_msg=k)

@@ -30,6 +30,7 @@ stream never goes backwards), and ``fields["time_valid"]`` is False for it.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import struct
@@ -137,6 +138,51 @@ def unpack_bfee_csi(
     """
     cols = None if rx_order is None else _rx_columns(n_rx, n_tx, rx_order)
     return _to_complex(_unpack_int8(payload, n_rx * n_tx, cols), n_rx, n_tx)
+
+
+@functools.lru_cache(maxsize=256)
+def _stream_columns(n_rx: int, n_tx: int, rx_order: tuple[int, ...] | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_pair_positions` of ``n_rx × n_tx`` streams in output order (rx slot ``q``
+    takes chain ``rx_order[q]``); read-only."""
+    pair, shift = _PAIRS[n_rx * n_tx]
+    if rx_order is not None:
+        cols = _rx_columns(n_rx, n_tx, np.asarray(rx_order))
+        pair, shift = pair.reshape(-1, 2)[cols].ravel(), shift[cols]
+    pair.flags.writeable = shift.flags.writeable = False
+    return pair, shift
+
+
+def unpack_bfee_at(
+    buf: np.ndarray, starts: np.ndarray, n_rx: int, n_tx: int,
+    rx_order: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """:func:`unpack_bfee_csi` of bit streams inside a flat buffer.
+
+    Parameters
+    ----------
+    buf : numpy.ndarray
+        Flat uint8 array holding bit stream ``i`` at ``starts[i]`` (each
+        ``bfee_csi_len(n_rx, n_tx)`` bytes).
+    starts : numpy.ndarray
+        Offsets of the bit streams in ``buf``.
+    n_rx, n_tx : int
+        Receive and transmit antennas (1..3).
+    rx_order : tuple of int, optional
+        As in :func:`unpack_bfee_csi` (a tuple: the index arrays are cached per order).
+
+    Returns
+    -------
+    numpy.ndarray
+        complex64 ``(n, 30, n_rx, n_tx)``, equal to :func:`unpack_bfee_csi`. The value
+        columns (antenna order included) are gathered in one step, with index arrays
+        cached per antenna layout and order.
+    """
+    pair, shift = _stream_columns(n_rx, n_tx, rx_order)
+    size = (N_GROUPS * (16 * n_rx * n_tx + 3) + 7) // 8  # bfee_csi_len
+    words = np.take(gather_rows(buf, starts, size), pair, axis=1).view("<u2")
+    words >>= shift
+    return _to_complex(words.astype(np.int8), n_rx, n_tx)
 
 
 def unpack_bfee_rows(
@@ -472,14 +518,15 @@ class Block:
 
 def record_blocks(
     path: str, *, start: int, block_bytes: int, len_at: int, len_bytes: int,
-    big_endian: bool, overhead: int, min_len: int, max_len: int,
+    big_endian: bool, overhead: int, min_len: int, max_len: int, read_below: int = 0,
 ) -> Iterator[Block | tuple[int, bytes, int]]:
     """Stream a file of length-prefixed records in blocks of whole records.
 
     The file is memory-mapped (no read copies; the pages of consumed blocks are released
     with ``MADV_DONTNEED`` so resident memory does not grow with the file) or, when that is
-    impossible, read in ``block_bytes`` pieces. A record longer than a block widens the
-    window (up to ``overhead + max_len`` bytes).
+    impossible or the file holds at most ``read_below`` bytes from ``start`` on, read in
+    ``block_bytes`` pieces (for a small file, one read costs less than mapping it). A
+    record longer than a block widens the window (up to ``overhead + max_len`` bytes).
 
     Yields
     ------
@@ -493,10 +540,11 @@ def record_blocks(
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         try:
-            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size > start else None
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) \
+                if size - start > read_below else None
         except (OSError, ValueError):
             mm = None
-        if mm is None:  # empty, or not mappable: read piecewise
+        if mm is None:  # small, or not mappable: read piecewise
             fh.seek(start)
             yield from _read_blocks(fh, start, block_bytes, len_at, len_bytes, big_endian,
                                     overhead, min_len, max_len, path)

@@ -51,7 +51,7 @@ import functools
 import os
 import struct
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -63,7 +63,8 @@ from sensing.formats.intel5300 import (
     bfee_csi_len,
     gather_rows,
     record_blocks,
-    unpack_bfee_csi,
+    unpack_bfee_at,
+    unpack_bfee_rows,
 )
 from sensing.frames import Frames
 
@@ -182,12 +183,124 @@ def segment_layout(frame: bytes) -> tuple[tuple[str, int, int, int, int], ...]:
 
 
 @functools.lru_cache(maxsize=64)
-def _layout_columns(layout: tuple[tuple[str, int, int, int, int], ...]) -> np.ndarray:
+def _layout_columns(layout: tuple[tuple[str, int, int, int, int], ...],
+                    free_last: bool = False) -> np.ndarray:
     """Frame bytes that must agree between frames sharing ``layout``: frame version and
     segment count, and every segment header (length, name, version). The frame length
-    (bytes 0–3) and the MPDU may differ."""
+    (bytes 0–3) and the MPDU may differ; with ``free_last``, so may the length of the last
+    segment (its 4 length bytes are left out)."""
     cols = [np.arange(4, 11)] + [np.arange(start, body) for _, _, body, _, start in layout[:-1]]
+    if free_last and len(layout) > 1:
+        cols[-1] = cols[-1][4:]
     return np.concatenate(cols)
+
+
+@functools.lru_cache(maxsize=64)
+def _layout_words(layout: tuple[tuple[str, int, int, int, int], ...], free_last: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The :func:`_layout_columns` as 8-byte words: the index of every (little-endian
+    uint64) word of a frame holding such bytes, and the mask of those bytes in it."""
+    cols = _layout_columns(layout, free_last)
+    words, which = np.unique(cols // 8, return_inverse=True)
+    masks = np.zeros((len(words), 8), np.uint8)
+    masks[which, cols % 8] = 0xFF
+    return words, masks.view("<u8")[:, 0]
+
+
+def _same_headers(rows: np.ndarray, layout: tuple[tuple[str, int, int, int, int], ...],
+                  free_last: bool = False) -> np.ndarray:
+    """Which of the frames ``rows`` (uint8 ``(n, width)``, C-contiguous) have the segment
+    headers of the first (compared on the :func:`_layout_columns`)."""
+    if rows.shape[1] % 8 == 0:  # a word at a time
+        words, masks = _layout_words(layout, free_last)
+        h = np.take(rows.view("<u8"), words, axis=1)
+        h &= masks
+        return _all_columns(h == h[0])
+    return _equal_to_first(np.take(rows, _layout_columns(layout, free_last), axis=1))
+
+
+def _equal_to_first(b: np.ndarray) -> np.ndarray:
+    """Whether each row of a uint8 ``(n, width)`` array (last axis contiguous) equals the
+    first row; compared as the widest unsigned integers that divide ``width``."""
+    for size in (8, 4, 2):
+        if b.shape[1] % size == 0:
+            b = b.view(f"<u{size}")
+            break
+    return _all_columns(b == b[0])
+
+
+def _all_equal_to_first(b: np.ndarray) -> bool:
+    """Whether every row of a uint8 ``(n, width)`` array (last axis contiguous) equals the
+    first row."""
+    for size in (8, 4, 2):
+        if b.shape[1] % size == 0:
+            b = b.view(f"<u{size}")
+            break
+    return bool((b == b[0]).all())
+
+
+def _all_columns(eq: np.ndarray) -> np.ndarray:
+    """``eq.all(axis=1)`` of a boolean ``(n, k)`` array, fast when all are true (usual)."""
+    if eq.shape[1] == 1:
+        return eq[:, 0]
+    if eq.all():  # (one pass; a reduction along a short axis is much slower)
+        return np.ones(len(eq), bool)
+    return eq.all(axis=1)
+
+
+class _GroupPlan(NamedTuple):
+    """How the frames of one segment layout are decoded (see :func:`_group_plan`)."""
+
+    csi_version: int
+    csi_body: int  # frame offset of the CSI segment body
+    data_at: int  # frame offset of the CSI buffer
+    room: int  # bytes of the CSI segment from the buffer on
+    rxs_version: int  # RxSBasic version, 0: no usable RxSBasic segment
+    has_mvm: bool  # an MVMExtra segment with the muClock
+    spec: tuple[tuple[str, int, str], ...]  # row fields (name, frame offset, dtype)
+    csi_fields: tuple[str, ...]  # names of the CSI header fields in ``spec``
+
+
+@functools.lru_cache(maxsize=64)
+def _group_plan(layout: tuple[tuple[str, int, int, int, int], ...]) -> _GroupPlan | None:
+    """Row fields of the frames of ``layout``: CSI header, RxSBasic, MVMExtra muClock (the
+    last segment of each name counts). None without a CSI segment; with an unknown CSI
+    version, only ``csi_version`` is meaningful."""
+    segs = {name: (ver, body, length) for name, ver, body, length, _ in layout}
+    if "CSI" not in segs:
+        return None
+    ver, body, length = segs["CSI"]
+    if ver not in CSI_LAYOUT:
+        return _GroupPlan(ver, body, body, 0, 0, False, (), ())
+    lay = CSI_LAYOUT[ver]
+    spec = [(k, body + o, d) for k, (o, d) in lay.items() if k != "data"]
+    csi_fields = tuple(k for k, _, _ in spec)
+    rxs = segs.get("RxSBasic")
+    rxs_version = rxs[0] if rxs is not None and rxs[0] in RXS_LAYOUT \
+        and rxs[2] >= RXS_MIN[rxs[0]] else 0
+    if rxs_version:
+        spec += [("rx_" + k, rxs[1] + o, d) for k, (o, d) in RXS_LAYOUT[rxs_version].items()
+                 if not k.startswith("rssi_ctl")]
+        # the three per-chain RSSI bytes are adjacent: one (n, 3) int8 field
+        spec.append(("rx_chains", rxs[1] + RXS_LAYOUT[rxs_version]["rssi_ctl0"][0], "3i1"))
+    mvm = segs.get("MVMExtra")
+    has_mvm = mvm is not None and mvm[2] >= MVM_CLOCK_AT + 4
+    if has_mvm:
+        spec.append(("mvm_clock", mvm[1] + MVM_CLOCK_AT, "<u4"))
+    data_at = body + lay["data"][0]
+    return _GroupPlan(ver, body, data_at, body + length - data_at, rxs_version, has_mvm,
+                      tuple(spec), csi_fields)
+
+
+@functools.lru_cache(maxsize=64)
+def _csi_data_at(layout: tuple[tuple[str, int, int, int, int], ...]) -> int | None:
+    """Frame offset of the CSI buffer when the CSI segment is the last one (so the segment
+    headers and fields all lie before it) and holds its whole header; else None."""
+    if len(layout) < 2 or layout[-2][0] != "CSI" or layout[-2][1] not in CSI_LAYOUT:
+        return None
+    _, version, body, length, _ = layout[-2]
+    head = CSI_LAYOUT[version]["data"][0]
+    return body + head if length >= head else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -196,6 +309,39 @@ def _row_dtype(spec: tuple[tuple[str, int, str], ...], width: int) -> np.dtype:
     dtype)``: a view of a uint8 ``(n, width)`` array gives every field without copies."""
     return np.dtype({"names": [f[0] for f in spec], "formats": [f[2] for f in spec],
                      "offsets": [f[1] for f in spec], "itemsize": width})
+
+
+def _row_fields(rec: np.ndarray, plan: _GroupPlan) -> dict[str, np.ndarray]:
+    """RxSBasic and MVMExtra per-row fields of frames viewed as ``rec`` (the structured
+    view of their rows with ``plan.spec``): ``timestamp``, ``rssi``, ``noise_floor``,
+    ``rssi_chain``, ``mcs`` and ``mvm_clock`` (−1 without MVMExtra). Fields without a
+    conversion are views of ``rec``."""
+    n = len(rec)
+    out: dict[str, np.ndarray] = {}
+    if plan.rxs_version:
+        out["timestamp"] = rec["rx_timestamp"]
+        chains = rec["rx_chains"]
+        noise = rec["rx_noise_floor"]
+        if plan.rxs_version < 3:  # v1/v2 store RSSI relative to the noise floor (dB above it)
+            nf = noise.astype(np.int16)
+            out["rssi"] = (rec["rx_rssi"] + nf).astype(np.int16)
+            out["rssi_chain"] = np.where(chains != 0, chains + nf[:, None], 0).astype(np.int16)
+        else:
+            out["rssi"] = rec["rx_rssi"].astype(np.int16)
+            out["rssi_chain"] = chains.astype(np.int16)
+        out["noise_floor"] = noise
+        out["mcs"] = rec["rx_mcs"]
+    else:
+        out["timestamp"] = np.zeros(n, np.uint64)
+        out["rssi"] = np.zeros(n, np.int16)
+        out["noise_floor"] = np.zeros(n, np.int8)
+        out["rssi_chain"] = np.zeros((n, 3), np.int16)
+        out["mcs"] = np.zeros(n, np.uint8)
+    if plan.has_mvm:
+        out["mvm_clock"] = rec["mvm_clock"].astype(np.int64)
+    else:
+        out["mvm_clock"] = np.full(n, -1, np.int64)
+    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -232,30 +378,144 @@ def qca9300_unpack(buf: np.ndarray, n_tone: int, n_rx: int, n_tx: int) -> np.nda
 
 
 @functools.lru_cache(maxsize=64)
-def _mvm_columns(n_tone: int, n_rx: int, n_tx: int, keep: tuple[int, ...]) -> np.ndarray:
-    """Position (in (re, im) int16 pairs) of every kept tone in output order
-    ``(tone, rx, tx)``; the buffer holds tone fastest, then tx, then rx."""
-    k = np.asarray(keep)[:, None, None]
+def _mvm_columns(n_tone: int, n_rx: int, n_tx: int, keep: bytes) -> np.ndarray:
+    """Position (in (re, im) int16 pairs) of every kept tone (int64 positions ``keep``, as
+    bytes: a cheap cache key) in output order ``(tone, rx, tx)``; the buffer holds tone
+    fastest, then tx, then rx."""
+    k = np.frombuffer(keep, np.int64)[:, None, None]
     r = np.arange(n_rx)[None, :, None]
     t = np.arange(n_tx)[None, None, :]
     return ((r * n_tx + t) * n_tone + k).ravel()
 
 
-def mvm_unpack(buf: np.ndarray, n_tone: int, n_rx: int, n_tx: int, keep: np.ndarray) -> np.ndarray:
+#: Bytes of CSI decoded per batch by :func:`mvm_unpack`: its temporaries stay small
+#: (cache-resident, reused heap memory) instead of file-sized arrays of fresh pages.
+MVM_BATCH_BYTES = 1 << 16
+
+
+def mvm_unpack(buf: np.ndarray, n_tone: int, n_rx: int, n_tx: int, keep: np.ndarray,
+               starts: np.ndarray | None = None) -> np.ndarray:
     """Decode Intel MVM (AX200/AX210) int16 CSI, tone fastest, then tx, then rx; keep the
     tone positions ``keep``. Returns complex64 ``(n, len(keep), rx, tx)`` (C-contiguous).
 
+    Parameters
+    ----------
+    buf : numpy.ndarray
+        uint8 ``(n, >= 4 n_tone n_rx n_tx)``, one CSI buffer per row; or, with ``starts``,
+        a flat uint8 array holding the buffer of row ``i`` at ``starts[i]``.
+    n_tone, n_rx, n_tx : int
+        Dimensions of the buffer.
+    keep : numpy.ndarray
+        Tone positions to keep, in output order.
+    starts : numpy.ndarray, optional
+        Offsets of the buffers in a flat ``buf``.
+
     Each (re, im) pair is moved as one 4-byte word into output order, then the pairs are
-    converted to float in one pass."""
-    n = len(buf)
-    pairs = buf[:, : 4 * n_tone * n_rx * n_tx]
-    if pairs.strides[-1] != 1:
-        pairs = np.ascontiguousarray(pairs)
-    cols = _mvm_columns(n_tone, n_rx, n_tx, tuple(np.asarray(keep).tolist()))
-    words = np.take(pairs.view("<i4"), cols, axis=1)  # C-contiguous (n, len(cols))
+    converted to float, a batch of rows at a time."""
+    nbytes = 4 * n_tone * n_rx * n_tx
+    n = len(buf) if starts is None else len(starts)
+    cols = _mvm_columns(n_tone, n_rx, n_tx, np.asarray(keep, np.int64).tobytes())
     out = np.empty((n, len(keep), n_rx, n_tx), dtype=np.complex64)
-    out.view(np.float32).reshape(n, -1)[...] = words.view("<i2")
+    flat = out.view(np.float32).reshape(n, -1)
+    step = max(1, MVM_BATCH_BYTES // nbytes)
+    for lo in range(0, n, step):
+        if starts is None:
+            pairs = buf[lo: lo + step, :nbytes]
+            if pairs.strides[-1] != 1:
+                pairs = np.ascontiguousarray(pairs)
+        else:
+            pairs = gather_rows(buf, starts[lo: lo + step], nbytes)
+        words = np.take(pairs.view("<i4"), cols, axis=1)  # C-contiguous (rows, len(cols))
+        flat[lo: lo + step] = words.view("<i2")
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _iwl5300_ntx(n_rx: int, buf_len: int) -> int | None:
+    """Tx antennas of an IWL5300 CSI buffer of ``buf_len`` bytes for ``n_rx`` rx chains."""
+    return next((t for t in (1, 2, 3) if n_rx <= 3 and bfee_csi_len(n_rx, t) == buf_len), None)
+
+
+def _csi_problem(dev: int, fmt: int, cbw: int, n_tone: int, n_sts: int, n_rx: int,
+                 buf_len: int) -> tuple[str, str, str] | None:
+    """Why CSI buffers of these header values cannot be decoded, as ``(reason, expected,
+    got)`` of a reject; None when they can (see :func:`_decode_buffers`)."""
+    if not 1 <= n_rx <= 4:
+        return "bad_dimensions", "1..4 rx chains", str(n_rx)
+    if dev == 0x5300:
+        if _iwl5300_ntx(n_rx, buf_len) is None or n_tone != 30:
+            return ("bad_dimensions", "IWL5300 CSI of 30 tones and (30*(16*nrx*ntx+3)+7)//8 "
+                    "bytes", f"{n_tone} tones, {buf_len} bytes for {n_rx} rx")
+        return None
+    if dev == 0x9300:
+        ntx = n_sts
+        if ntx < 1 or (n_tone * n_rx * ntx // 2) * 5 > buf_len or n_tone * n_rx * ntx % 2:
+            return ("bad_dimensions", "QCA9300 CSI of 10-bit values filling the buffer",
+                    f"{n_tone} tones x {n_rx} rx x {ntx} tx in {buf_len} bytes")
+        return None
+    if dev in (0x2000, 0x2100):
+        ntx = n_sts
+        plan = TONE_PLANS.get((fmt, cbw))
+        if ntx < 1 or ntx * n_rx * n_tone * 4 != buf_len or plan is None \
+                or len(plan[0]) != n_tone:
+            return ("bad_dimensions", "Intel MVM CSI of tx*rx*tones*4 bytes and a known tone "
+                    "plan", f"format {fmt}, {cbw} MHz, {n_tone} tones x {n_rx} rx x {ntx} tx, "
+                    f"{buf_len} bytes")
+        return None
+    return ("unsupported_device", "device type 0x5300, 0x9300, 0x2000 or 0x2100",
+            f"0x{dev:04x} ({DEVICES.get(dev, 'unknown')})")
+
+
+def _decode_buffers(arr: np.ndarray, at: np.ndarray, dev: int, fmt: int, cbw: int,
+                    n_tone: int, n_sts: int, n_rx: int, buf_len: int,
+                    ant_sel: int | np.ndarray, sc_offset: int
+                    ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Decode CSI buffers whose header values passed :func:`_csi_problem`.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        The block (uint8).
+    at : numpy.ndarray
+        Offset of each frame's CSI buffer in ``arr``.
+    dev, fmt, cbw, n_tone, n_sts, n_rx, buf_len, sc_offset : int
+        The frames' CSI header values.
+    ant_sel : int or numpy.ndarray
+        Antenna selection of all frames, or of each (IWL5300 rx chain order).
+
+    Returns
+    -------
+    csi : numpy.ndarray
+        complex64 ``(n, tones, n_rx, n_tx)``.
+    subcarriers : numpy.ndarray
+        int16 subcarrier index of each tone (a new array).
+    n_rx, n_tx : int
+    """
+    if dev == 0x5300:
+        ntx = _iwl5300_ntx(n_rx, buf_len)
+        if not isinstance(ant_sel, np.ndarray):
+            orders = {_iwl5300_order(ant_sel, n_rx)}
+        elif n_rx == 1 or bool((ant_sel == ant_sel[0]).all()):
+            orders = {_iwl5300_order(int(ant_sel[0]), n_rx)}
+        else:  # the rx order of every selection present
+            orders = {_iwl5300_order(s, n_rx)
+                      for s in np.flatnonzero(np.bincount(ant_sel)).tolist()}
+        if len(orders) == 1:
+            csi = unpack_bfee_at(arr, at, n_rx, ntx, orders.pop())
+        else:
+            csi = unpack_bfee_rows(gather_rows(arr, at, buf_len), n_rx, ntx, ant_sel,
+                                   iwl5300_rx_order)
+        sub = SUBCARRIERS_40MHZ if cbw == 40 else SUBCARRIERS_20MHZ
+        return csi, (sub + sc_offset).astype(np.int16), n_rx, ntx
+    if dev == 0x9300:
+        csi = qca9300_unpack(gather_rows(arr, at, buf_len), n_tone, n_rx, n_sts)
+        plan = {20: _span(-28, 28, (0,)), 40: _span(-58, 58, (-1, 0, 1))}.get(cbw)
+        sub = plan if plan is not None and len(plan) == n_tone else np.arange(n_tone)
+        return csi, (sub + sc_offset).astype(np.int16), n_rx, n_sts
+    tones, _ = TONE_PLANS[(fmt, cbw)]  # Intel MVM
+    keep = DATA_TONES[(fmt, cbw)]
+    csi = mvm_unpack(arr, n_tone, n_rx, n_sts, keep, starts=at)
+    return csi, (tones[keep] + sc_offset).astype(np.int16), n_rx, n_sts
 
 
 def iwl5300_rx_order(ant_sel: int, n_rx: int) -> np.ndarray | None:
@@ -265,6 +525,13 @@ def iwl5300_rx_order(ant_sel: int, n_rx: int) -> np.ndarray | None:
     v = [(ant_sel & 1) + 1, ((ant_sel >> 2) & 3) + 1, ((ant_sel >> 4) & 3) + 1][:n_rx]
     order = np.argsort(v, kind="stable")
     return None if (order == np.arange(n_rx)).all() else order
+
+
+@functools.lru_cache(maxsize=256)
+def _iwl5300_order(ant_sel: int, n_rx: int) -> tuple[int, ...] | None:
+    """:func:`iwl5300_rx_order` as a tuple (cached)."""
+    order = iwl5300_rx_order(ant_sel, n_rx)
+    return None if order is None else tuple(order.tolist())
 
 
 @FORMATS.register("picoscenes")
@@ -308,164 +575,96 @@ class PicoScenesReader(CaptureReader):
     def _reject(self, offset: int, reason: str, expected: str, got: str) -> None:
         self.rejects.add(Reject(self.path, f"byte {offset}", reason, expected, got))
 
-    def _decode_group(self, rows: np.ndarray, offs: np.ndarray, layout,
-                      seq: np.ndarray) -> list[dict[str, Any]] | None:
-        """Decode frames ``rows`` (C-contiguous uint8 ``(n, width)``: every segment) that
-        share one segment layout; ``seq`` is their MPDU sequence number (−1: none)."""
-        segs = {name: (ver, body, length) for name, ver, body, length, _ in layout}
-        if "CSI" not in segs:
+    def _decode_group(self, rows: np.ndarray, arr: np.ndarray, starts: np.ndarray, base: int,
+                      layout, seq: np.ndarray) -> list[dict[str, Any]] | None:
+        """Decode frames that share one segment layout.
+
+        Parameters
+        ----------
+        rows : numpy.ndarray
+            C-contiguous uint8 ``(n, width)``: the frames' segments (up to the CSI buffer at
+            least).
+        arr, starts, base
+            The block (uint8), the frames' offsets in it and its file offset: the CSI
+            buffers are read from there.
+        layout
+            The frames' :func:`segment_layout`.
+        seq : numpy.ndarray
+            MPDU sequence number of every frame (−1: none).
+        """
+        offs = base + starts
+        plan = _group_plan(layout)
+        if plan is None:
             self.skipped_frames += len(rows)
             return None
-        out: dict[str, np.ndarray] = {}
         n = len(rows)
-        ver, body, length = segs["CSI"]
-        if ver not in CSI_LAYOUT:
+        if plan.csi_version not in CSI_LAYOUT:
             for o in offs[: self.rejects.keep]:
-                self._reject(int(o), "csi_version", "CSI segment version 1-4", str(ver))
+                self._reject(int(o), "csi_version", "CSI segment version 1-4",
+                             str(plan.csi_version))
             return None
-        lay = CSI_LAYOUT[ver]
-        spec = [(k, body + o, d) for k, (o, d) in lay.items() if k != "data"]
-        rxs = segs.get("RxSBasic")
-        has_rxs = rxs is not None and rxs[0] in RXS_LAYOUT and rxs[2] >= RXS_MIN[rxs[0]]
-        if has_rxs:
-            spec += [("rx_" + k, rxs[1] + o, d) for k, (o, d) in RXS_LAYOUT[rxs[0]].items()
-                     if not k.startswith("rssi_ctl")]
-            # the three per-chain RSSI bytes are adjacent: one (n, 3) int8 field
-            spec.append(("rx_chains", rxs[1] + RXS_LAYOUT[rxs[0]]["rssi_ctl0"][0], "3i1"))
-        mvm = segs.get("MVMExtra")
-        has_mvm = mvm is not None and mvm[2] >= MVM_CLOCK_AT + 4
-        if has_mvm:
-            spec.append(("mvm_clock", mvm[1] + MVM_CLOCK_AT, "<u4"))
-        rec = rows.view(_row_dtype(tuple(spec), rows.shape[1]))[:, 0]
-        if has_rxs:
-            out["timestamp"] = rec["rx_timestamp"]
-            chains = rec["rx_chains"]
-            noise = rec["rx_noise_floor"]
-            if rxs[0] < 3:  # v1/v2 store RSSI relative to the noise floor (dB above it)
-                nf = noise.astype(np.int16)
-                out["rssi"] = (rec["rx_rssi"] + nf).astype(np.int16)
-                out["rssi_chain"] = np.where(chains != 0, chains + nf[:, None], 0).astype(np.int16)
-            else:
-                out["rssi"] = rec["rx_rssi"].astype(np.int16)
-                out["rssi_chain"] = chains.astype(np.int16)
-            out["noise_floor"] = noise
-            out["mcs"] = rec["rx_mcs"]
-        else:
-            out["timestamp"] = np.zeros(n, np.uint64)
-            out["rssi"] = np.zeros(n, np.int16)
-            out["noise_floor"] = np.zeros(n, np.int8)
-            out["rssi_chain"] = np.zeros((n, 3), np.int16)
-            out["mcs"] = np.zeros(n, np.uint8)
-        if has_mvm:
-            out["mvm_clock"] = rec["mvm_clock"].astype(np.int64)
-        else:
-            out["mvm_clock"] = np.full(n, -1, np.int64)
-        f = {k: rec[k] for k, _, _ in spec if not k.startswith(("rx_", "mvm_"))}
-        if "sc_offset" not in f:
-            f["sc_offset"] = np.zeros(n, np.int16)
-        data_at = body + lay["data"][0]
+        rec = rows.view(_row_dtype(plan.spec, rows.shape[1]))[:, 0]
+        out = _row_fields(rec, plan)
         out["seq"] = seq
-        room = body + length - data_at
-        head = rows[:, body: data_at]
-        if bool((head == head[0]).all()):  # identical CSI headers: one set of dimensions
-            key = np.array([[int(f[k][0]) for k in (
-                "device_type", "packet_format", "cbw", "num_tone", "num_sts", "num_rx", "buf_len",
-                "ant_sel", "sc_offset")]])
+        data_at, room = plan.data_at, plan.room
+        members: list[tuple[tuple[int, ...], np.ndarray | None]]  # (key, rows; None: all)
+        if _all_equal_to_first(rows[:, plan.csi_body: data_at]):
+            # identical CSI headers (usual): one device, one set of dimensions
+            first = dict(zip(plan.csi_fields, rec[:1].tolist()[0][:len(plan.csi_fields)],
+                             strict=True))
+            members = [(tuple(first.get(k, 0) for k in _CSI_KEY), None)]
         else:
-            dev = f["device_type"].astype(np.int64)
-            key = np.stack([dev, f["packet_format"].astype(np.int64), f["cbw"].astype(np.int64),
-                            f["num_tone"].astype(np.int64), f["num_sts"].astype(np.int64),
-                            f["num_rx"].astype(np.int64), f["buf_len"].astype(np.int64),
-                            f["ant_sel"].astype(np.int64), f["sc_offset"].astype(np.int64)], 1)
-        if len(key) == 1 or (key == key[0]).all():  # usually: one device, one set of dimensions
-            members = [(tuple(key[0].tolist()), np.arange(n))]
-        else:
-            found: dict[tuple[int, ...], list[int]] = {}
-            for i, k in enumerate(map(tuple, key.tolist())):
-                found.setdefault(k, []).append(i)
-            members = [(k, np.array(v)) for k, v in found.items()]
+            key = np.stack([rec[k].astype(np.int64) if k in plan.csi_fields
+                            else np.zeros(n, np.int64) for k in _CSI_KEY], 1)
+            members = []  # the rows of each distinct key, in order of first appearance
+            todo = np.arange(n)
+            while len(todo):
+                k0 = key[todo[0]]
+                hit = (key[todo] == k0).all(axis=1)
+                members.append((tuple(k0.tolist()), None if len(todo) == n and hit.all()
+                                else todo[hit]))
+                todo = todo[~hit]
         parts = []
         for k, sel in members:
-            res = self._decode_csi(rows[sel] if len(members) > 1 else rows, data_at, room,
-                                   *k, offs[sel])
-            if res is None:
-                continue
-            csi, sub, nrx, ntx = res
-            parts.append((sel, csi, sub, nrx, ntx))
-        if not parts:
-            return None
+            at, o = (starts, offs) if sel is None else (starts[sel], offs[sel])
+            res = self._decode_csi(arr, at + data_at, room, *k, o)
+            if res is not None:
+                parts.append((sel, o, *res))
         groups = []
-        whole = len(parts) == 1 and len(parts[0][0]) == n
-        for sel, csi, sub, nrx, ntx in parts:
+        for sel, o, csi, sub, nrx, ntx in parts:
             # (views into ``rows`` are copied: chunks get compact arrays of their own)
-            g = {k: ((v.copy() if v.base is not None else v) if whole else v[sel])
+            g = {k: ((v.copy() if v.base is not None else v) if sel is None else v[sel])
                  for k, v in out.items()}
-            g.update(
-                csi=csi, offset=offs[sel], subcarriers=sub,
-                Nrx=np.full(len(sel), nrx, np.uint8), Ntx=np.full(len(sel), ntx, np.uint8),
-                **{k: (f[k].copy() if whole else f[k][sel]) for k in (
-                    "packet_format", "cbw", "carrier_freq", "ant_sel", "device_type")},
-            )
+            g.update({k: rec[k].copy() if sel is None else rec[k][sel] for k in (
+                "packet_format", "cbw", "carrier_freq", "ant_sel", "device_type")})
+            m = len(o)
+            g.update(csi=csi, offset=o, subcarriers=sub, Nrx=np.full(m, nrx, np.uint8),
+                     Ntx=np.full(m, ntx, np.uint8))
             groups.append(g)
-        return groups
+        return groups or None
 
-    def _decode_csi(self, rows, data_at, room, dev, fmt, cbw, n_tone, n_sts, n_rx, buf_len,
+    def _decode_csi(self, arr, at, room, dev, fmt, cbw, n_tone, n_sts, n_rx, buf_len,
                     ant_sel, sc_offset, offs):
-        """CSI of frames sharing device and dimensions; ``(csi, subcarriers, nrx, ntx)``."""
-        def bad(reason: str, expected: str, got: str) -> None:
-            for o in offs[: self.rejects.keep]:
-                self._reject(int(o), reason, expected, got)
-            if len(offs) > self.rejects.keep:
-                self.rejects.counts[reason] += len(offs) - self.rejects.keep
-
+        """CSI of frames sharing device and dimensions, whose buffers start at offsets ``at``
+        of the block ``arr``; ``(csi, subcarriers, nrx, ntx)``."""
         if buf_len > room:
-            bad("short_csi", f"{buf_len} CSI bytes inside the segment", f"{room}")
+            problem = ("short_csi", f"{buf_len} CSI bytes inside the segment", f"{room}")
+        else:
+            problem = _csi_problem(dev, fmt, cbw, n_tone, n_sts, n_rx, buf_len)
+        if problem is not None:
+            for o in offs[: self.rejects.keep]:
+                self._reject(int(o), *problem)
+            if len(offs) > self.rejects.keep:
+                self.rejects.counts[problem[0]] += len(offs) - self.rejects.keep
             return None
-        buf = rows[:, data_at: data_at + buf_len]
-        if not 1 <= n_rx <= 4:
-            bad("bad_dimensions", "1..4 rx chains", str(n_rx))
-            return None
-        if dev == 0x5300:
-            ntx = next((t for t in (1, 2, 3) if n_rx <= 3 and bfee_csi_len(n_rx, t) == buf_len),
-                       None)
-            if ntx is None or n_tone != 30:
-                bad("bad_dimensions", "IWL5300 CSI of 30 tones and (30*(16*nrx*ntx+3)+7)//8 "
-                    "bytes", f"{n_tone} tones, {buf_len} bytes for {n_rx} rx")
-                return None
-            csi = unpack_bfee_csi(buf, n_rx, ntx, iwl5300_rx_order(ant_sel, n_rx))
-            sub = SUBCARRIERS_40MHZ if cbw == 40 else SUBCARRIERS_20MHZ
-            return csi, (sub + sc_offset).astype(np.int16), n_rx, ntx
-        if dev == 0x9300:
-            ntx = n_sts
-            if ntx < 1 or (n_tone * n_rx * ntx // 2) * 5 > buf_len or n_tone * n_rx * ntx % 2:
-                bad("bad_dimensions", "QCA9300 CSI of 10-bit values filling the buffer",
-                    f"{n_tone} tones x {n_rx} rx x {ntx} tx in {buf_len} bytes")
-                return None
-            csi = qca9300_unpack(buf, n_tone, n_rx, ntx)
-            plan = {20: _span(-28, 28, (0,)), 40: _span(-58, 58, (-1, 0, 1))}.get(cbw)
-            sub = plan if plan is not None and len(plan) == n_tone else np.arange(n_tone)
-            return csi, (sub + sc_offset).astype(np.int16), n_rx, ntx
-        if dev in (0x2000, 0x2100):
-            ntx = n_sts
-            plan = TONE_PLANS.get((fmt, cbw))
-            if ntx < 1 or ntx * n_rx * n_tone * 4 != buf_len or plan is None \
-                    or len(plan[0]) != n_tone:
-                bad("bad_dimensions", "Intel MVM CSI of tx*rx*tones*4 bytes and a known tone "
-                    "plan", f"format {fmt}, {cbw} MHz, {n_tone} tones x {n_rx} rx x {ntx} tx, "
-                    f"{buf_len} bytes")
-                return None
-            tones, _ = plan
-            keep = DATA_TONES[(fmt, cbw)]
-            csi = mvm_unpack(buf, n_tone, n_rx, ntx, keep)
-            return csi, (tones[keep] + sc_offset).astype(np.int16), n_rx, ntx
-        bad("unsupported_device", "device type 0x5300, 0x9300, 0x2000 or 0x2100",
-            f"0x{dev:04x} ({DEVICES.get(dev, 'unknown')})")
-        return None
+        return _decode_buffers(arr, at, dev, fmt, cbw, n_tone, n_sts, n_rx, buf_len, ant_sel,
+                               sc_offset)
 
-    def _blocks(self) -> Iterator[list[dict[str, Any]]]:
+    def _blocks(self) -> Iterator[_Decoded]:
+        """The decoded frames of every file block, in file order."""
         for blk in record_blocks(self.path, start=0, block_bytes=BLOCK_BYTES, len_at=0,
                                  len_bytes=4, big_endian=False, overhead=4, min_len=7,
-                                 max_len=MAX_FRAME):
+                                 max_len=MAX_FRAME, read_below=BLOCK_BYTES):
             if isinstance(blk, tuple):  # the file ends inside a frame
                 at, head, have = blk
                 need = 4 + int.from_bytes(head[:4], "little") if have >= 4 else 4
@@ -473,11 +672,91 @@ class PicoScenesReader(CaptureReader):
                              f"{have} bytes before end of file")
                 self.bytes_read = at + have
                 continue
-            groups = self._decode_block(blk.buf, blk.arr, blk.offsets, blk.sizes, blk.base)
+            dec = self._decode_uniform(blk.buf, blk.arr, blk.offsets, blk.sizes)
+            if dec is None:  # the general case: by segment layout, with rejects
+                groups = self._decode_block(blk.buf, blk.arr, blk.offsets, blk.sizes, blk.base)
+                if groups:
+                    groups.sort(key=lambda g: int(g["offset"][0]))
+                    dec = _file_order(*_merge(groups, self.pad_to))
             self.bytes_read = blk.base + int(blk.offsets[-1] + blk.sizes[-1])
-            if groups:
-                groups.sort(key=lambda g: int(g["offset"][0]))
-                yield groups
+            if dec is not None:
+                yield dec
+
+    def _decode_uniform(self, buf: bytes, arr: np.ndarray, offsets: np.ndarray,
+                        sizes: np.ndarray) -> _Decoded | None:
+        """Decode a block whose frames all share one segment layout ending with the CSI
+        segment, except for that segment's length (so its buffer may differ in size), and
+        are all decodable (the usual capture: one device). None otherwise (nothing is
+        recorded then: :meth:`_decode_block` handles the block, rejects included).
+
+        Every per-row field is read from one row per frame (its segments up to the CSI
+        buffer) in one pass; the CSI is decoded once per set of CSI dimensions (IWL5300
+        antenna selections are applied per row); the rows stay in file order.
+        """
+        o0, s0 = int(offsets[0]), int(sizes[0])
+        try:
+            layout = segment_layout(bytes(buf[o0: o0 + s0]))
+        except LayoutError:
+            return None
+        data_at = _csi_data_at(layout)
+        shortest = int(sizes.min())
+        if data_at is None or data_at > shortest:
+            return None
+        width = -(-data_at // 8) * 8  # whole words: the headers are compared 8 bytes at a time
+        rows = gather_rows(arr, offsets, width if width <= shortest else data_at)
+        if not bool(_same_headers(rows, layout, free_last=True).all()):
+            return None
+        plan = _group_plan(layout)
+        csi_at = layout[-2][4]  # the CSI segment (its uint32 length first)
+        rec = rows.view(_row_dtype(plan.spec + (("csi_len", csi_at, "<u4"),), rows.shape[1]))
+        rec = rec[:, 0]
+        mpdu = rec["csi_len"].astype(np.int64)
+        mpdu += csi_at + 4
+        if int(mpdu.min()) < data_at or bool((mpdu > sizes).any()):
+            return None  # a CSI segment without its header, or beyond its frame
+        n = len(rows)
+        fields = {k: (v.copy() if v.base is not None else v)
+                  for k, v in _row_fields(rec, plan).items()}
+        # sequence control: a uint16 at every byte offset of the block
+        u16 = np.ndarray((len(arr) - 1,), "<u2", buffer=arr, strides=(1,))
+        seq = (u16[np.minimum(offsets + mpdu + 22, len(arr) - 2)] >> 4).astype(np.int32)
+        no_seq = sizes < mpdu + 24
+        if no_seq.any():
+            seq[no_seq] = -1
+        fields["seq"] = seq
+        for k in ("packet_format", "cbw", "carrier_freq", "ant_sel", "device_type"):
+            fields[k] = rec[k].copy()
+        # frames sharing the CSI header values that set the decoding
+        kw = np.take(rows, _key_columns(plan.spec), axis=1).view("<u8")
+        if bool((kw == kw[0]).all()):
+            sets: list[tuple[int, np.ndarray | None]] = [(0, None)]
+        else:
+            sets, todo = [], np.arange(n)
+            while len(todo):
+                hit = _all_columns(kw[todo] == kw[todo[0]])
+                sets.append((int(todo[0]), todo[hit]))
+                todo = todo[~hit]
+        names = [name for name, _, _ in plan.spec]
+        decoded = []
+        for i0, sel in sets:
+            v = dict(zip(names, rec[i0: i0 + 1].tolist()[0], strict=False))
+            key = [v.get(k, 0) for k in _DECODE_KEY]
+            room = mpdu - data_at if sel is None else mpdu[sel] - data_at
+            if v["buf_len"] > int(room.min()) or _csi_problem(*key[:-1]) is not None:
+                return None
+            at = offsets + data_at if sel is None else offsets[sel] + data_at
+            decoded.append((sel, *_decode_buffers(
+                arr, at, *key[:-1], fields["ant_sel"] if sel is None else fields["ant_sel"][sel],
+                key[-1])))
+        if len(decoded) == 1:
+            fields["Nrx"] = np.full(n, decoded[0][3], np.uint8)
+            fields["Ntx"] = np.full(n, decoded[0][4], np.uint8)
+        else:
+            fields["Nrx"], fields["Ntx"] = np.empty(n, np.uint8), np.empty(n, np.uint8)
+            for sel, _, _, nrx, ntx in decoded:
+                fields["Nrx"][sel] = nrx
+                fields["Ntx"][sel] = ntx
+        return _assemble(fields, decoded, self.pad_to)
 
     def _decode_block(
         self, buf: bytes, arr: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, base: int
@@ -506,27 +785,32 @@ class PicoScenesReader(CaptureReader):
             # likely members: the last segment header (length, name) matches
             key_at, key_end = (layout[-2][4], min(layout[-2][4] + 8, layout[-2][2])) \
                 if len(layout) > 1 else (4, 11)
-            key = gather_rows(arr, offsets[cand] + key_at, key_end - key_at)
-            likely = (key == key[0]).all(axis=1)
+            likely = _equal_to_first(gather_rows(arr, offsets[cand] + key_at, key_end - key_at))
             members = cand if bool(likely.all()) else cand[likely]
             # one row per member: every segment, plus the MPDU through its sequence-control
-            # field (bytes 22-23) when all have one; then every segment header byte is checked
-            width = mpdu_at + 24 if int(sizes[members].min()) >= mpdu_at + 24 else mpdu_at
+            # field (bytes 22-23) when all have one; then every segment header byte is checked.
+            # A last CSI segment ends the rows before its buffer (gathered when decoded).
+            # (Rounded up to whole 8-byte words when the frames are long enough: the header
+            # bytes are then compared a word at a time.)
+            shortest = int(sizes[members].min())
+            width = _csi_data_at(layout) or (mpdu_at + 24 if shortest >= mpdu_at + 24 else mpdu_at)
+            with_seq = width == mpdu_at + 24
+            if -(-width // 8) * 8 <= shortest:
+                width = -(-width // 8) * 8
             rows = gather_rows(arr, offsets[members], width)
-            heads = rows[:, _layout_columns(layout)]
-            same = (heads == heads[0]).all(axis=1)
+            same = _same_headers(rows, layout)
             if not bool(same.all()):
                 members = members[same]
                 rows = rows[same]
             starts = offsets[members]
-            with_seq = width == mpdu_at + 24
             if with_seq:
                 seq = (rows[:, mpdu_at + 22: mpdu_at + 24].view("<u2")[:, 0] >> 4).astype(np.int32)
-            else:
-                at = np.minimum(starts + (mpdu_at + 22), len(arr) - 2)
-                seq = (arr[at].astype(np.int32) | (arr[at + 1].astype(np.int32) << 8)) >> 4
-                seq[sizes[members] < mpdu_at + 24] = -1
-            groups = self._decode_group(rows, base + starts, layout, seq)
+            else:  # (a uint16 at every byte offset of the block)
+                u16 = np.ndarray((len(arr) - 1,), "<u2", buffer=arr, strides=(1,))
+                seq = (u16[np.minimum(starts + (mpdu_at + 22), len(arr) - 2)] >> 4).astype(np.int32)
+                if shortest < mpdu_at + 24:
+                    seq[sizes[members] < mpdu_at + 24] = -1
+            groups = self._decode_group(rows, arr, starts, base, layout, seq)
             if groups:
                 out.extend(groups)
             if len(members) == len(todo):
@@ -539,56 +823,83 @@ class PicoScenesReader(CaptureReader):
         self.rejects = RejectLog()
         self.skipped_frames = 0
         state: dict[str, Any] = {}
-        for groups in self._blocks():
-            layouts, row_layout = _merge(groups, self.pad_to)
-            _set_times(layouts, row_layout, state)
-            yield from self._frames(layouts, row_layout)
+        for dec in self._blocks():
+            rows = dec.rows
+            rows["times_s"], rows["time_valid"] = _times(rows, state)
+            yield from self._frames(dec)
 
-    def _frames(self, layouts: list[dict[str, Any]], row_layout: np.ndarray | None
-                ) -> Iterator[Frames]:
+    def _frames(self, dec: _Decoded) -> Iterator[Frames]:
         """Cut a block into chunks: a new chunk at every change of layout (in file order)
-        and every ``chunk_size`` rows. A run of rows of one layout is a contiguous range of
-        that layout's arrays, so chunks are views (no copies)."""
-        if row_layout is None:
-            runs = [(0, len(layouts[0]["times_s"]))]
+        and every ``chunk_size`` rows. The chunks' arrays are views (no copies): the per-row
+        fields are slices of the block's rows (file order), the CSI a slice of its layout's.
+
+        The per-chunk cost matters (files can alternate layouts every few frames): what the
+        chunks share is prepared once, and the :class:`Frames` are built with
+        :meth:`Frames.prevalidated` (no ``__post_init__`` checks): they pass them by
+        construction (every per-row array of a chunk is a slice of the same rows).
+        """
+        rows = dec.rows
+        times = rows["times_s"]
+        n = len(times)
+        if dec.row_layout is None:
+            runs = [(0, n, 0)]
         else:
-            cuts = np.flatnonzero(row_layout[1:] != row_layout[:-1]) + 1
-            bounds = [0, *cuts.tolist(), len(row_layout)]
-            runs = list(zip(bounds[:-1], bounds[1:], strict=True))
-        at = [0] * len(layouts)  # rows of each layout already emitted
+            lay = dec.row_layout
+            firsts = np.flatnonzero(np.concatenate(([True], lay[1:] != lay[:-1])))
+            bounds = [*firsts.tolist(), n]
+            runs = list(zip(bounds[:-1], bounds[1:], lay[firsts].tolist(), strict=True))
+        shared = [{"fs_hz": None, "modality": self.modality, "source": self.source,
+                   "subcarriers": sub} for sub in dec.subcarriers]
+        cols = [(f, rows[f]) for f in _CHUNK_FIELDS]
+        keys = [rows[k] for k in ("device_type", "cbw", "carrier_freq", "packet_format")]
+        metas = self._layout_metas(keys, dec.row_layout, len(dec.csi))
+        per_row = None if all(m is not None for m in metas) else [v.tolist() for v in keys]
+        done = [0] * len(dec.csi)  # rows of each layout already emitted
         step = self.chunk_size
-        name = self.name
-        source = self.source
-        per_layout = [(d["csi"], d["times_s"], d["subcarriers"], [(f, d[f]) for f in _CHUNK_FIELDS],
-                       d["device_type"].tolist(), d["cbw"].tolist(), d["carrier_freq"].tolist(),
-                       d["packet_format"].tolist())
-                      for d in layouts]
-        which = [0] * len(runs) if row_layout is None else row_layout[
-            [a for a, _ in runs]].tolist()
-        for (a, b), k in zip(runs, which, strict=True):
-            csi, times, sub, cols, dev_a, cbw_a, freq_a, fmt_a = per_layout[k]
-            lo = at[k]
-            end = at[k] = lo + (b - a)
-            while lo < end:  # (the per-chunk cost matters: files can alternate layouts)
-                hi = lo + step if lo + step < end else end
-                rows = slice(lo, hi)
-                dev = dev_a[hi - 1]
-                yield Frames(
-                    data=csi[rows], times_s=times[rows], fs_hz=None,
-                    modality="wifi_csi", source=source, subcarriers=sub,
-                    fields={f: v[rows] for f, v in cols},
-                    meta={"format": name,
-                          "chip": DEVICES[dev] if dev in DEVICES else f"0x{dev:04x}",
-                          "bandwidth_mhz": cbw_a[hi - 1], "carrier_freq_hz": freq_a[hi - 1],
-                          "packet_format": PACKET_FORMATS.get(fmt_a[hi - 1], "other")},
-                )
-                lo = hi
+        build = Frames.prevalidated
+        for a, b, k in runs:
+            csi, common, meta = dec.csi[k], shared[k], metas[k]
+            shift = done[k] - a  # layout row of file row ``a`` is ``a + shift``
+            done[k] += b - a
+            for lo in range(a, b, step):
+                hi = lo + step if lo + step < b else b
+                part = slice(lo, hi)
+                yield build(common, data=csi[lo + shift: hi + shift], times_s=times[part],
+                            fields={f: v[part] for f, v in cols},
+                            meta=meta.copy() if meta is not None
+                            else self._meta(*(v[hi - 1] for v in per_row)))
+
+    def _layout_metas(self, keys: list[np.ndarray], row_layout: np.ndarray | None,
+                      n_layouts: int) -> list[dict[str, Any] | None]:
+        """The chunk ``meta`` of each chunk layout whose rows all have the same device
+        type, bandwidth, carrier frequency and packet format (``keys``); None for the others
+        (a chunk's meta is then its last row's)."""
+        if all(bool((v == v[0]).all()) for v in keys):  # usual: one meta for every row
+            meta = self._meta(*(int(v[0]) for v in keys))
+            return [meta] * n_layouts
+        out: list[dict[str, Any] | None] = []
+        for k in range(n_layouts):
+            mine = [v[row_layout == k] for v in keys] if row_layout is not None else keys
+            same = all(bool((v == v[0]).all()) for v in mine)
+            out.append(self._meta(*(int(v[0]) for v in mine)) if same else None)
+        return out
+
+    def _meta(self, dev: int, cbw: int, freq: int, fmt: int) -> dict[str, Any]:
+        """Chunk ``meta`` of a device type, bandwidth, carrier frequency and packet format."""
+        return {"format": self.name, "chip": DEVICES[dev] if dev in DEVICES else f"0x{dev:04x}",
+                "bandwidth_mhz": cbw, "carrier_freq_hz": freq,
+                "packet_format": PACKET_FORMATS.get(fmt, "other")}
 
     def info(self) -> dict[str, Any]:
         out = super().info()
         out["frames_without_csi"] = self.skipped_frames
         return out
 
+
+#: CSI header fields that set how the CSI buffer is decoded (frames are decoded in groups
+#: agreeing on all of them).
+_CSI_KEY = ("device_type", "packet_format", "cbw", "num_tone", "num_sts", "num_rx", "buf_len",
+            "ant_sel", "sc_offset")
 
 #: Per-row fields of every chunk.
 _CHUNK_FIELDS = ("timestamp", "rssi", "noise_floor", "rssi_chain", "seq", "mcs", "packet_format",
@@ -608,8 +919,9 @@ def _merge(
         Per layout: the per-row arrays of its rows in file order (``csi`` C-contiguous,
         zero-padded to ``pad_to`` and to the largest antenna shape of the block when
         ``pad_to`` is given) and its ``subcarriers``.
-    row_layout : numpy.ndarray or None
-        Layout index of every row of the block in file order (None: a single layout).
+    order : numpy.ndarray or None
+        The block's rows in file order, as positions in the concatenation of the layouts'
+        rows (None: a single layout).
     """
     if pad_to:
         r = max(max(g["csi"].shape[2] for g in groups), pad_to[0])
@@ -652,27 +964,96 @@ def _merge(
     if len(layouts) == 1:
         return layouts, None
     offs = np.concatenate([d["offset"] for d in layouts])
-    which = np.repeat(np.arange(len(layouts)), [len(d["offset"]) for d in layouts])
-    return layouts, which[np.argsort(offs, kind="stable")]
+    return layouts, np.argsort(offs, kind="stable")
 
 
-def _set_times(layouts: list[dict[str, Any]], row_layout: np.ndarray | None,
-               state: dict[str, Any]) -> None:
-    """Set ``times_s`` and ``time_valid`` of every layout (clocks are read in file order)."""
-    if row_layout is None:
+class _Decoded(NamedTuple):
+    """The decoded frames of a block, in file order."""
+
+    rows: dict[str, np.ndarray]  # per-row fields (file order)
+    csi: list[np.ndarray]  # per chunk layout: the CSI of its rows (file order)
+    subcarriers: list[np.ndarray]  # per chunk layout
+    row_layout: np.ndarray | None  # chunk layout of every row (None: all the first)
+
+
+#: Per-row fields a :class:`_Decoded` holds (besides ``times_s`` and ``time_valid``).
+_ROW_FIELDS = tuple(f for f in _CHUNK_FIELDS if f != "time_valid") + ("mvm_clock",)
+
+
+def _file_order(layouts: list[dict[str, Any]], order: np.ndarray | None) -> _Decoded:
+    """A :class:`_Decoded` of the ``layouts`` and ``order`` of :func:`_merge`."""
+    if order is None:
         d = layouts[0]
-        d["times_s"], d["time_valid"] = _times(d, state)
-        return
-    where = [row_layout == k for k in range(len(layouts))]
-    rows: dict[str, np.ndarray] = {}
-    for key in ("timestamp", "mvm_clock", "device_type"):
-        col = np.empty(len(row_layout), layouts[0][key].dtype)
-        for d, w in zip(layouts, where, strict=True):
-            col[w] = d[key]
-        rows[key] = col
-    times, valid = _times(rows, state)
-    for d, w in zip(layouts, where, strict=True):
-        d["times_s"], d["time_valid"] = times[w], valid[w]
+        return _Decoded(d, [d["csi"]], [d["subcarriers"]], None)
+    rows = {k: np.concatenate([d[k] for d in layouts])[order] for k in _ROW_FIELDS}
+    row_layout = np.repeat(np.arange(len(layouts)), [len(d["offset"]) for d in layouts])
+    return _Decoded(rows, [d["csi"] for d in layouts], [d["subcarriers"] for d in layouts],
+                    row_layout[order])
+
+
+def _assemble(rows: dict[str, np.ndarray],
+              decoded: list[tuple[np.ndarray | None, np.ndarray, np.ndarray, int, int]],
+              pad_to: tuple[int, int] | None) -> _Decoded:
+    """Gather CSI decoded in sets of rows by chunk layout (as :func:`_merge` does).
+
+    Parameters
+    ----------
+    rows : dict
+        The block's per-row fields, file order.
+    decoded : list
+        ``(rows, csi, subcarriers, n_rx, n_tx)`` of each set of rows (increasing row
+        numbers; None: all rows), the sets disjoint and covering the block.
+    pad_to : (int, int) or None
+        As :class:`PicoScenesReader`.
+    """
+    if pad_to:
+        r = max(max(c.shape[2] for _, c, *_ in decoded), pad_to[0])
+        t = max(max(c.shape[3] for _, c, *_ in decoded), pad_to[1])
+    ids: dict[tuple, int] = {}
+    which = []  # chunk layout of each set
+    for _, c, sub, _, _ in decoded:
+        lk = (tuple(sub.tolist()),) + (() if pad_to else c.shape[2:])
+        which.append(ids.setdefault(lk, len(ids)))
+    n = len(rows["seq"])
+    row_layout = None
+    if len(ids) > 1:
+        row_layout = np.empty(n, np.intp)
+        for (sel, *_), k in zip(decoded, which, strict=True):
+            row_layout[sel] = k
+    csi_of, subs = [], []
+    for k in range(len(ids)):
+        mine = [d for d, w in zip(decoded, which, strict=True) if w == k]
+        c0 = mine[0][1]
+        shape = (c0.shape[1], r, t) if pad_to else c0.shape[1:]
+        if len(mine) == 1 and c0.shape[1:] == shape:
+            csi = c0
+        else:
+            at = np.arange(n) if row_layout is None else np.flatnonzero(row_layout == k)
+            same = all(c.shape[1:] == shape for _, c, *_ in mine)
+            csi = (np.empty if same else np.zeros)((len(at),) + shape, np.complex64)
+            for sel, c, *_ in mine:
+                pos = slice(None) if sel is None else np.searchsorted(at, sel)
+                csi[pos, :, : c.shape[2], : c.shape[3]] = c
+        csi_of.append(csi)
+        subs.append(mine[0][2])
+    return _Decoded(rows, csi_of, subs, row_layout)
+
+
+#: CSI header fields that set how the CSI buffer is decoded (IWL5300 antenna selections
+#: are applied per frame), in the argument order of :func:`_decode_buffers`.
+_DECODE_KEY = ("device_type", "packet_format", "cbw", "num_tone", "num_sts", "num_rx",
+               "buf_len", "sc_offset")
+
+
+@functools.lru_cache(maxsize=64)
+def _key_columns(spec: tuple[tuple[str, int, str], ...]) -> np.ndarray:
+    """Row bytes of the :data:`_DECODE_KEY` fields of ``spec`` (a :class:`_GroupPlan`
+    spec), padded to whole 8-byte words by repeating the first (frames agree on the
+    decoding when they agree on these bytes)."""
+    cols = [np.arange(at, at + np.dtype(dt).itemsize) for name, at, dt in spec
+            if name in _DECODE_KEY]
+    c = np.concatenate(cols)
+    return np.concatenate([c, np.full(-len(c) % 8, c[0])])
 
 
 def _times(rows: dict[str, Any], state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -695,9 +1076,20 @@ def _times(rows: dict[str, Any], state: dict[str, Any]) -> tuple[np.ndarray, np.
         state["t"] = float(times[-1])
         return times, valid
     ts = rows["timestamp"].astype(np.uint64)
-    units = [TIMESTAMP_UNIT_S.get(int(d), 1e-6) for d in np.unique(rows["device_type"])]
-    unit = min(units)
+    dev = rows["device_type"]
+    unit = TIMESTAMP_UNIT_S.get(int(dev[0]), 1e-6) if bool((dev == dev[0]).all()) else min(
+        TIMESTAMP_UNIT_S.get(int(d), 1e-6) for d in np.unique(dev))
     ts_last = state.get("ts", 0)
+    if int(ts[0]) > ts_last and (n == 1 or bool((ts[1:] > ts[:-1]).all())):
+        # usual: the clock advances at every row, so every row is valid (the result
+        # equals that of the general computation below)
+        if state.get("ts0") is None:
+            state["ts0"] = int(ts[0])
+            state["t_offset"] = t_prev
+        times = (ts - np.uint64(state["ts0"])).astype(np.float64) * unit + state["t_offset"]
+        state["t"] = float(times[-1])
+        state["ts"] = int(ts[-1])
+        return times, np.ones(n, bool)
     prev_max = np.maximum.accumulate(
         np.concatenate([np.array([ts_last], np.uint64), ts]))[:-1]
     valid = (ts > 0) & (ts > prev_max)
