@@ -12,7 +12,7 @@ import scipy.io
 from sensing.errors import CaptureFormatError, UnsupportedFormatError
 from sensing.formats import detect_format
 from sensing.formats.nexmon_pcap import NexmonPcapReader, chanspec_info, unpack_float
-from tests.conftest import shared_path
+from tests.conftest import assert_same_chunks, shared_path
 
 FILES = {
     "csikit-nexmon/example_4358.pcap": ("bcm4358", 80, 4),
@@ -239,19 +239,6 @@ def _all_chunks(path, **kw):
     return list(NexmonPcapReader(path, **kw).chunks())
 
 
-def _assert_same_stream(a, b):
-    assert len(a) == len(b)
-    for x, y in zip(a, b, strict=True):
-        assert x.data.dtype == y.data.dtype and x.data.shape == y.data.shape
-        np.testing.assert_array_equal(x.data, y.data)
-        np.testing.assert_array_equal(x.times_s, y.times_s)
-        np.testing.assert_array_equal(x.subcarriers, y.subcarriers)
-        assert x.t0 == y.t0 and x.meta == y.meta and x.fields.keys() == y.fields.keys()
-        for k in x.fields:
-            assert x.fields[k].dtype == y.fields[k].dtype, k
-            np.testing.assert_array_equal(x.fields[k], y.fields[k], err_msg=k)
-
-
 def _general_only(monkeypatch):
     monkeypatch.setattr(NexmonPcapReader, "_decode_fast", lambda self, *a, **k: None)
 
@@ -261,7 +248,7 @@ def test_fast_path_equals_general_path(rel, monkeypatch):
     path = shared_path("csi", *rel.split("/"))
     fast = _all_chunks(path, chunk_size=100)
     _general_only(monkeypatch)
-    _assert_same_stream(fast, _all_chunks(path, chunk_size=100))
+    assert_same_chunks(fast, _all_chunks(path, chunk_size=100))
 
 
 def _irregular_captures(tmp_path):
@@ -294,7 +281,7 @@ def test_fast_path_equals_general_path_on_irregular_captures(tmp_path, monkeypat
         fast[name] = _all_chunks(tmp_path / f"{name}.pcap", chunk_size=64)
     _general_only(monkeypatch)
     for name in cases:
-        _assert_same_stream(fast[name], _all_chunks(tmp_path / f"{name}.pcap", chunk_size=64))
+        assert_same_chunks(fast[name], _all_chunks(tmp_path / f"{name}.pcap", chunk_size=64))
     assert sum(len(c) for c in fast["sizes_mixed"]) == 600
     assert sum(len(c) for c in fast["other_and_bad"]) == 598
     assert sum(len(c) for c in fast["ip_options"]) == 600

@@ -18,7 +18,7 @@ from sensing.formats.picoscenes import (
     segment_layout,
 )
 from sensing.frames import Frames
-from tests.conftest import shared_path
+from tests.conftest import assert_same_chunks, shared_path
 
 FILES = {
     "csikit-picoscenes/picoscenes_iwl5300_example.csi": ("iwl5300", 112),
@@ -258,14 +258,4 @@ def test_uniform_block_path_equals_general_path(rel, kw, monkeypatch):
     slow_reader = PicoScenesReader(path, **kw)
     slow = list(slow_reader)
     assert slow_reader.rejects.total == 0
-    assert len(fast) == len(slow)
-    for a, b in zip(fast, slow, strict=True):
-        assert a.data.dtype == b.data.dtype and a.data.shape == b.data.shape
-        np.testing.assert_array_equal(a.data, b.data)
-        np.testing.assert_array_equal(a.times_s, b.times_s)
-        np.testing.assert_array_equal(a.subcarriers, b.subcarriers)
-        assert a.meta == b.meta
-        assert list(a.fields) == list(b.fields)
-        for k in a.fields:
-            assert a.fields[k].dtype == b.fields[k].dtype, k
-            np.testing.assert_array_equal(a.fields[k], b.fields[k], err_msg=k)
+    assert_same_chunks(fast, slow)

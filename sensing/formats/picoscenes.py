@@ -219,6 +219,18 @@ def _same_headers(rows: np.ndarray, layout: tuple[tuple[str, int, int, int, int]
     return _equal_to_first(np.take(rows, _layout_columns(layout, free_last), axis=1))
 
 
+def _headers_agree(rows: np.ndarray, layout: tuple[tuple[str, int, int, int, int], ...],
+                   free_last: bool = False) -> bool:
+    """Whether all the frames ``rows`` have the segment headers of the first (all of
+    :func:`_same_headers` true, in fewer steps)."""
+    if rows.shape[1] % 8 == 0:  # a word at a time
+        words, masks = _layout_words(layout, free_last)
+        h = np.take(rows.view("<u8"), words, axis=1)
+        h &= masks
+        return bool((h == h[0]).all())
+    return _all_equal_to_first(np.take(rows, _layout_columns(layout, free_last), axis=1))
+
+
 def _equal_to_first(b: np.ndarray) -> np.ndarray:
     """Whether each row of a uint8 ``(n, width)`` array (last axis contiguous) equals the
     first row; compared as the widest unsigned integers that divide ``width``."""
@@ -237,6 +249,27 @@ def _all_equal_to_first(b: np.ndarray) -> bool:
             b = b.view(f"<u{size}")
             break
     return bool((b == b[0]).all())
+
+
+def _row_sets(key: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
+    """The sets of equal rows of a C-contiguous uint8 ``(n, width)`` array, in order of
+    first appearance (each row compared as one ``void`` scalar: its bytes).
+
+    Returns
+    -------
+    list of (int, numpy.ndarray or None)
+        ``(first row, rows)`` of each set; rows None: all rows (a single set).
+    """
+    rows = key.view(np.dtype((np.void, key.shape[1])))[:, 0]
+    if bool((rows == rows[0]).all()):  # usual
+        return [(0, None)]
+    sets, todo = [], np.arange(len(rows))
+    while len(todo):
+        k = rows[todo]
+        hit = k == k[0]
+        sets.append((int(todo[0]), todo[hit]))
+        todo = todo[~hit]
+    return sets
 
 
 def _all_columns(eq: np.ndarray) -> np.ndarray:
@@ -704,7 +737,7 @@ class PicoScenesReader(CaptureReader):
             return None
         width = -(-data_at // 8) * 8  # whole words: the headers are compared 8 bytes at a time
         rows = gather_rows(arr, offsets, width if width <= shortest else data_at)
-        if not bool(_same_headers(rows, layout, free_last=True).all()):
+        if not _headers_agree(rows, layout, free_last=True):
             return None
         plan = _group_plan(layout)
         csi_at = layout[-2][4]  # the CSI segment (its uint32 length first)
@@ -727,27 +760,21 @@ class PicoScenesReader(CaptureReader):
         for k in ("packet_format", "cbw", "carrier_freq", "ant_sel", "device_type"):
             fields[k] = rec[k].copy()
         # frames sharing the CSI header values that set the decoding
-        kw = np.take(rows, _key_columns(plan.spec), axis=1).view("<u8")
-        if bool((kw == kw[0]).all()):
-            sets: list[tuple[int, np.ndarray | None]] = [(0, None)]
-        else:
-            sets, todo = [], np.arange(n)
-            while len(todo):
-                hit = _all_columns(kw[todo] == kw[todo[0]])
-                sets.append((int(todo[0]), todo[hit]))
-                todo = todo[~hit]
+        sets = _row_sets(np.take(rows, _key_columns(plan.spec), axis=1))
+        # (a set's rows share ``buf_len``: every CSI buffer must fit in its segment)
+        if bool((rec["buf_len"] > mpdu - data_at).any()):
+            return None
         names = [name for name, _, _ in plan.spec]
-        decoded = []
-        for i0, sel in sets:
-            v = dict(zip(names, rec[i0: i0 + 1].tolist()[0], strict=False))
-            key = [v.get(k, 0) for k in _DECODE_KEY]
-            room = mpdu - data_at if sel is None else mpdu[sel] - data_at
-            if v["buf_len"] > int(room.min()) or _csi_problem(*key[:-1]) is not None:
-                return None
-            at = offsets + data_at if sel is None else offsets[sel] + data_at
-            decoded.append((sel, *_decode_buffers(
-                arr, at, *key[:-1], fields["ant_sel"] if sel is None else fields["ant_sel"][sel],
-                key[-1])))
+        keys = [[v.get(k, 0) for k in _DECODE_KEY]  # (from the first row of each set)
+                for v in (dict(zip(names, rec[i0: i0 + 1].tolist()[0], strict=False))
+                          for i0, _ in sets)]
+        if any(_csi_problem(*key[:-1]) is not None for key in keys):
+            return None
+        at = offsets + data_at
+        ant_sel = fields["ant_sel"]
+        decoded = [(sel, *_decode_buffers(arr, at if sel is None else at[sel], *key[:-1],
+                                          ant_sel if sel is None else ant_sel[sel], key[-1]))
+                   for (_, sel), key in zip(sets, keys, strict=True)]
         if len(decoded) == 1:
             fields["Nrx"] = np.full(n, decoded[0][3], np.uint8)
             fields["Ntx"] = np.full(n, decoded[0][4], np.uint8)
