@@ -1,5 +1,5 @@
-"""Fall detection from WiFi CSI amplitude: streaming features, classifier-driven detector and
-a rule-based fallback.
+"""Fall detection from WiFi CSI (amplitude, and since v4 the phase-aligned complex change):
+streaming features, classifier-driven detector and a rule-based fallback.
 
 A fall is a fast descent (0.5–1 s, peak body speed 3–6 m/s) followed by lying still, which
 in the CSI looks like a short, strong burst of amplitude fluctuation that decorrelates the
@@ -29,9 +29,11 @@ Feature pipeline (streaming, bounded memory)
 6. Every ``hop_s`` (0.5 s) a 20 s span gives :data:`FEATURE_NAMES`: the first 23 describe
    its first 10 s (the *burst window*, centred on its strongest burst; plus the packet
    rate and three context features relative to the same stream's previous motion), the
-   other 10 describe the last 10 s (the *post period*: does the person stay down, still,
+   next 10 describe the last 10 s (the *post period*: does the person stay down, still,
    with a changed profile?) and the burst's shape at 20 ms resolution (sharpness,
-   concentration, speed ratio). A fall is therefore decided ≥ 10 s after it happened.
+   concentration, speed ratio), the last 7 (v4) the same span through the complex change
+   of the CSI (:func:`complex_change`). A fall is therefore decided ≥ 10 s after it
+   happened.
 
 Decision
 --------
@@ -112,7 +114,7 @@ FEATURE_NAMES: tuple[str, ...] = (
                            # motion decorrelates within 20 ms: ~1; slow motion: ~1/3)
     # v4: complex decorrelation of the CSI vector (phase included, after removing the
     # receiver's common phase and timing slope): sees motion the amplitude misses when the
-    # body's path is in quadrature with the static channel, and measures speed better
+    # body's path is in quadrature with the static channel
     "cpeak_log",           # log peak 20 ms complex change (0.3 s smoothed) / floor, burst window
     "cburst_s",            # length of the complex-change burst around its peak (s)
     "crise_s",             # its start -> peak (s)
@@ -361,8 +363,8 @@ def complex_change(x: np.ndarray, y: np.ndarray, sc: np.ndarray | None = None,
     sc = np.arange(m) if sc is None else np.asarray(sc)
     ant = np.zeros(m, int) if ant is None else np.asarray(ant)
     order = np.lexsort((sc, ant))
-    nxt = order[1:][(ant[order[1:]] == ant[order[:-1]]) & (np.diff(sc[order]) == 1)]
-    prv = order[:-1][(ant[order[1:]] == ant[order[:-1]]) & (np.diff(sc[order]) == 1)]
+    adjacent = (ant[order[1:]] == ant[order[:-1]]) & (np.diff(sc[order]) == 1)
+    nxt, prv = order[1:][adjacent], order[:-1][adjacent]
     z = x * np.conj(y)
     slope = np.angle(np.sum(z[:, nxt] * np.conj(z[:, prv]), axis=1))
     zr = z * np.exp(-1j * slope[:, None] * sc[None])
@@ -479,8 +481,9 @@ class FallFeatureExtractor:
         self._pend_bins: np.ndarray | None = None
         span, fl = self.span_blocks, self._floor_len
         n_sc = int(self._valid.sum()) if self._valid is not None else 0
-        # per block: common-mode change, its 5 per-bin values, packets, 20/60 ms
-        # frequency-selective change, slow (profile) change; the profile separately
+        # per block: common-mode change, 20/60 ms frequency-selective change, slow
+        # (profile) change, packets, the 5 per-bin common-mode changes, 20/60 ms complex
+        # change; the profile separately
         self._blocks = _Ring(fl, (7 + BLOCK_BINS,))
         self._prof: _Ring | None = _Ring(span, (n_sc,)) if n_sc else None
 
