@@ -19,7 +19,6 @@ from sensing.formats.intel5300 import (
     record_offsets,
     scaled_csi_frames,
     total_rss_dbm,
-    unpack_bfee_at,
     unpack_bfee_csi,
     unpack_bfee_rows,
 )
@@ -329,17 +328,19 @@ def test_gather_rows_equals_sliding_windows():
     assert gather_rows(arr, starts[:0], 8).shape == (0, 8)
 
 
-def test_unpack_at_equals_unpack_of_gathered_rows():
+def test_unpack_with_cached_positions_equals_per_call_reorder():
+    """The value positions cached per antenna layout and order (tuple or array order) give
+    the stream-order unpacking with the rx slots permuted."""
     rng = np.random.default_rng(2)
     buf = rng.integers(0, 256, 50_000, dtype=np.uint8)
     for n_rx, n_tx in ((1, 1), (2, 1), (2, 2), (3, 1), (3, 3), (1, 3)):
         width = int(bfee_csi_len(n_rx, n_tx))
         starts = rng.integers(0, len(buf) - width, 40)
         payload = gather_rows(buf, starts, width)
-        orders = [None] if n_rx == 1 else [None, tuple(range(n_rx))[::-1]]
-        for order in orders:
-            expect = unpack_bfee_csi(payload, n_rx, n_tx,
-                                     None if order is None else np.array(order))
-            got = unpack_bfee_at(buf, starts, n_rx, n_tx, order)
-            assert got.dtype == np.complex64 and got.flags["C_CONTIGUOUS"]
-            np.testing.assert_array_equal(got, expect)
+        plain = unpack_bfee_csi(payload, n_rx, n_tx)
+        assert plain.dtype == np.complex64 and plain.flags["C_CONTIGUOUS"]
+        order = tuple(range(n_rx))[::-1]
+        for given in (order, np.array(order)):
+            for _ in range(2):  # second call: from the cache
+                got = unpack_bfee_csi(payload, n_rx, n_tx, given)
+                np.testing.assert_array_equal(got, plain[:, :, list(order)])

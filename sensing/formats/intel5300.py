@@ -87,16 +87,28 @@ def _pair_positions(m: int) -> tuple[np.ndarray, np.ndarray]:
 _PAIRS = {m: _pair_positions(m) for m in range(1, 10)}
 
 
-def _unpack_int8(payload: np.ndarray, m: int, columns: np.ndarray | None = None) -> np.ndarray:
-    """int8 ``(n, 60 m)`` values of bfee bit streams in ``(group, rx·tx, re/im)`` order.
+@functools.lru_cache(maxsize=256)
+def _value_positions(n_rx: int, n_tx: int, rx_order: tuple[int, ...] | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_pair_positions` of ``n_rx × n_tx`` streams in output order (rx slot ``q``
+    takes chain ``rx_order[q]``; None: stream order); cached, read-only."""
+    pair, shift = _PAIRS[n_rx * n_tx]
+    if rx_order is not None:
+        cols = _rx_columns(n_rx, n_tx, np.asarray(rx_order))
+        pair, shift = pair.reshape(-1, 2)[cols].ravel(), shift[cols]
+    pair.flags.writeable = shift.flags.writeable = False
+    return pair, shift
+
+
+def _unpack_int8(payload: np.ndarray, n_rx: int, n_tx: int,
+                 rx_order: tuple[int, ...] | None = None) -> np.ndarray:
+    """int8 ``(n, 60 n_rx n_tx)`` values of bfee bit streams in ``(group, rx·tx, re/im)``
+    order (rx re-ordered by ``rx_order``).
 
     One gather of both bytes of every value (read as a little-endian uint16), one shift and
-    a truncating cast; ``columns`` optionally re-orders the values (antenna permutation).
+    a truncating cast.
     """
-    pair, shift = _PAIRS[m]
-    if columns is not None:
-        pair = pair.reshape(-1, 2)[columns].ravel()
-        shift = shift[columns]
+    pair, shift = _value_positions(n_rx, n_tx, rx_order)
     words = np.take(payload, pair, axis=1).view("<u2")
     words >>= shift
     return words.astype(np.int8)
@@ -117,7 +129,8 @@ def _to_complex(vals: np.ndarray, n_rx: int, n_tx: int) -> np.ndarray:
 
 
 def unpack_bfee_csi(
-    payload: np.ndarray, n_rx: int, n_tx: int, rx_order: np.ndarray | None = None
+    payload: np.ndarray, n_rx: int, n_tx: int,
+    rx_order: np.ndarray | tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Unpack the CSI bit streams of bfee records that share one antenna layout.
 
@@ -127,62 +140,18 @@ def unpack_bfee_csi(
         uint8 ``(n, >= bfee_csi_len(n_rx, n_tx))``: the bytes from offset 20 of each bfee.
     n_rx, n_tx : int
         Receive and transmit antennas (1..3).
-    rx_order : numpy.ndarray, optional
+    rx_order : numpy.ndarray or tuple of int, optional
         Output rx slot ``q`` takes the stream's rx chain ``rx_order[q]`` (an inverse
-        antenna permutation); default: stream order.
+        antenna permutation); default: stream order. The value positions are cached per
+        antenna layout and order.
 
     Returns
     -------
     numpy.ndarray
         complex64 ``(n, 30, n_rx, n_tx)`` raw CSI (int8 real/imag values).
     """
-    cols = None if rx_order is None else _rx_columns(n_rx, n_tx, rx_order)
-    return _to_complex(_unpack_int8(payload, n_rx * n_tx, cols), n_rx, n_tx)
-
-
-@functools.lru_cache(maxsize=256)
-def _stream_columns(n_rx: int, n_tx: int, rx_order: tuple[int, ...] | None
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_pair_positions` of ``n_rx × n_tx`` streams in output order (rx slot ``q``
-    takes chain ``rx_order[q]``); read-only."""
-    pair, shift = _PAIRS[n_rx * n_tx]
-    if rx_order is not None:
-        cols = _rx_columns(n_rx, n_tx, np.asarray(rx_order))
-        pair, shift = pair.reshape(-1, 2)[cols].ravel(), shift[cols]
-    pair.flags.writeable = shift.flags.writeable = False
-    return pair, shift
-
-
-def unpack_bfee_at(
-    buf: np.ndarray, starts: np.ndarray, n_rx: int, n_tx: int,
-    rx_order: tuple[int, ...] | None = None,
-) -> np.ndarray:
-    """:func:`unpack_bfee_csi` of bit streams inside a flat buffer.
-
-    Parameters
-    ----------
-    buf : numpy.ndarray
-        Flat uint8 array holding bit stream ``i`` at ``starts[i]`` (each
-        ``bfee_csi_len(n_rx, n_tx)`` bytes).
-    starts : numpy.ndarray
-        Offsets of the bit streams in ``buf``.
-    n_rx, n_tx : int
-        Receive and transmit antennas (1..3).
-    rx_order : tuple of int, optional
-        As in :func:`unpack_bfee_csi` (a tuple: the index arrays are cached per order).
-
-    Returns
-    -------
-    numpy.ndarray
-        complex64 ``(n, 30, n_rx, n_tx)``, equal to :func:`unpack_bfee_csi`. The value
-        columns (antenna order included) are gathered in one step, with index arrays
-        cached per antenna layout and order.
-    """
-    pair, shift = _stream_columns(n_rx, n_tx, rx_order)
-    size = (N_GROUPS * (16 * n_rx * n_tx + 3) + 7) // 8  # bfee_csi_len
-    words = np.take(gather_rows(buf, starts, size), pair, axis=1).view("<u2")
-    words >>= shift
-    return _to_complex(words.astype(np.int8), n_rx, n_tx)
+    order = None if rx_order is None else tuple(int(q) for q in rx_order)
+    return _to_complex(_unpack_int8(payload, n_rx, n_tx, order), n_rx, n_tx)
 
 
 def unpack_bfee_rows(
@@ -210,7 +179,7 @@ def unpack_bfee_rows(
         antenna selection with :func:`unpack_bfee_csi` and its order. The bits are unpacked
         once in stream order; only rows with a non-trivial order are re-ordered (int8).
     """
-    vals = _unpack_int8(payload, n_rx * n_tx)
+    vals = _unpack_int8(payload, n_rx, n_tx)
     if n_rx > 1 and len(vals):
         sel = np.asarray(antenna_sel, dtype=np.int64)
         present = np.flatnonzero(np.bincount(sel, minlength=1))

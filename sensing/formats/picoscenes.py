@@ -63,7 +63,7 @@ from sensing.formats.intel5300 import (
     bfee_csi_len,
     gather_rows,
     record_blocks,
-    unpack_bfee_at,
+    unpack_bfee_csi,
     unpack_bfee_rows,
 )
 from sensing.frames import Frames
@@ -534,7 +534,7 @@ def _decode_buffers(arr: np.ndarray, at: np.ndarray, dev: int, fmt: int, cbw: in
             orders = {_iwl5300_order(s, n_rx)
                       for s in np.flatnonzero(np.bincount(ant_sel)).tolist()}
         if len(orders) == 1:
-            csi = unpack_bfee_at(arr, at, n_rx, ntx, orders.pop())
+            csi = unpack_bfee_csi(gather_rows(arr, at, buf_len), n_rx, ntx, orders.pop())
         else:
             csi = unpack_bfee_rows(gather_rows(arr, at, buf_len), n_rx, ntx, ant_sel,
                                    iwl5300_rx_order)
