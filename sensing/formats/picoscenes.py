@@ -207,47 +207,54 @@ def _layout_words(layout: tuple[tuple[str, int, int, int, int], ...], free_last:
     return words, masks.view("<u8")[:, 0]
 
 
-def _same_headers(rows: np.ndarray, layout: tuple[tuple[str, int, int, int, int], ...],
-                  free_last: bool = False) -> np.ndarray:
-    """Which of the frames ``rows`` (uint8 ``(n, width)``, C-contiguous) have the segment
-    headers of the first (compared on the :func:`_layout_columns`)."""
+def _header_values(rows: np.ndarray, layout: tuple[tuple[str, int, int, int, int], ...],
+                   free_last: bool = False) -> np.ndarray:
+    """The :func:`_layout_columns` bytes of the frames ``rows`` (uint8 ``(n, width)``,
+    C-contiguous) as wide unsigned integers ``(n, k)``: masked 8-byte words when ``width``
+    allows, else the gathered bytes (:func:`_widest`)."""
     if rows.shape[1] % 8 == 0:  # a word at a time
         words, masks = _layout_words(layout, free_last)
         h = np.take(rows.view("<u8"), words, axis=1)
         h &= masks
-        return _all_columns(h == h[0])
-    return _equal_to_first(np.take(rows, _layout_columns(layout, free_last), axis=1))
+        return h
+    return _widest(np.take(rows, _layout_columns(layout, free_last), axis=1))
+
+
+def _same_headers(rows: np.ndarray, layout: tuple[tuple[str, int, int, int, int], ...],
+                  free_last: bool = False) -> np.ndarray:
+    """Which of the frames ``rows`` have the segment headers of the first."""
+    h = _header_values(rows, layout, free_last)
+    return _all_columns(h == h[0])
 
 
 def _headers_agree(rows: np.ndarray, layout: tuple[tuple[str, int, int, int, int], ...],
                    free_last: bool = False) -> bool:
     """Whether all the frames ``rows`` have the segment headers of the first (all of
-    :func:`_same_headers` true, in fewer steps)."""
-    if rows.shape[1] % 8 == 0:  # a word at a time
-        words, masks = _layout_words(layout, free_last)
-        h = np.take(rows.view("<u8"), words, axis=1)
-        h &= masks
-        return bool((h == h[0]).all())
-    return _all_equal_to_first(np.take(rows, _layout_columns(layout, free_last), axis=1))
+    :func:`_same_headers` true, without the per-row reduction)."""
+    h = _header_values(rows, layout, free_last)
+    return bool((h == h[0]).all())
+
+
+def _widest(b: np.ndarray) -> np.ndarray:
+    """A uint8 ``(n, width)`` array (last axis contiguous) viewed as the widest unsigned
+    integers that divide ``width`` (fewer, cheaper comparisons)."""
+    for size in (8, 4, 2):
+        if b.shape[1] % size == 0:
+            return b.view(f"<u{size}")
+    return b
 
 
 def _equal_to_first(b: np.ndarray) -> np.ndarray:
     """Whether each row of a uint8 ``(n, width)`` array (last axis contiguous) equals the
-    first row; compared as the widest unsigned integers that divide ``width``."""
-    for size in (8, 4, 2):
-        if b.shape[1] % size == 0:
-            b = b.view(f"<u{size}")
-            break
+    first row."""
+    b = _widest(b)
     return _all_columns(b == b[0])
 
 
 def _all_equal_to_first(b: np.ndarray) -> bool:
     """Whether every row of a uint8 ``(n, width)`` array (last axis contiguous) equals the
     first row."""
-    for size in (8, 4, 2):
-        if b.shape[1] % size == 0:
-            b = b.view(f"<u{size}")
-            break
+    b = _widest(b)
     return bool((b == b[0]).all())
 
 
