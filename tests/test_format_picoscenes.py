@@ -13,6 +13,7 @@ from sensing.formats.picoscenes import (
     MVM_BATCH_BYTES,
     TONE_PLANS,
     PicoScenesReader,
+    _chunk_bounds,
     iwl5300_rx_order,
     mvm_unpack,
     segment_layout,
@@ -259,3 +260,73 @@ def test_uniform_block_path_equals_general_path(rel, kw, monkeypatch):
     slow = list(slow_reader)
     assert slow_reader.rejects.total == 0
     assert_same_chunks(fast, slow)
+
+
+def test_chunk_bounds_follow_layout_runs_and_chunk_size():
+    """``_chunk_bounds`` (where ``_frames`` cuts a block) against a row-by-row reference:
+    a new chunk at every layout change and every ``step`` rows, each chunk's rows the next
+    ones of its layout."""
+    rng = np.random.default_rng(7)
+    for n, step in ((1, 1), (40, 1), (40, 3), (300, 7), (300, 4096)):
+        layout = np.repeat(rng.integers(0, 3, n), rng.integers(1, 9, n))[:n]
+        expect, done = [], [0, 0, 0]
+        for i, k in enumerate(layout.tolist()):
+            if expect and expect[-1][2] == k and expect[-1][1] == i \
+                    and expect[-1][1] - expect[-1][0] < step:
+                lo, _, _, at = expect[-1]
+                expect[-1] = (lo, i + 1, k, at)
+            else:
+                expect.append((i, i + 1, k, done[k]))
+            done[k] += 1
+        assert _chunk_bounds(layout, n, step) == expect
+        assert _chunk_bounds(None, n, step) == [
+            (lo, min(lo + step, n), 0, lo) for lo in range(0, n, step)]
+
+
+def test_chunk_metas_are_independent_and_match_rows():
+    """Every chunk gets a meta dict of its own (27 chunks of one layout-alternating file),
+    equal to what its rows say."""
+    path = shared_path("csi", "csikit-picoscenes", "picoscenes_iwl5300_example.csi")
+    chunks = list(PicoScenesReader(path, chunk_size=4096))
+    assert len(chunks) == 27
+    assert len({id(c.meta) for c in chunks}) == len(chunks)
+    for c in chunks:
+        f = c.fields
+        assert c.meta == {"format": "picoscenes", "chip": "iwl5300",
+                          "bandwidth_mhz": int(f["cbw"][-1]),
+                          "carrier_freq_hz": int(f["carrier_freq"][-1]),
+                          "packet_format": {0: "NonHT", 1: "HT"}[int(f["packet_format"][-1])]}
+
+
+def test_file_cut_inside_a_length_field(tmp_path):
+    """A file ending inside the next frame's 4-byte length field: every whole frame is
+    read, the tail is one truncated_frame reject."""
+    blob = shared_path("csi", "csikit-picoscenes", "picoscenes_iwl5300_example.csi").read_bytes()
+    end = frames_of(blob)[-1][0]
+    path = tmp_path / "cut.csi"
+    path.write_bytes(blob + blob[end: end + 2])
+    reader, _, _, rows = read_all(path)
+    assert len(rows) == 112
+    assert reader.rejects.counts == {"truncated_frame": 1}
+    assert reader.rejects.first[0].where == f"byte {len(blob)}"
+
+
+def test_carrier_frequency_change_inside_a_uniform_block(tmp_path, monkeypatch):
+    """Frames of one segment layout whose carrier frequency changes: chunk metas follow the
+    rows (a layout's meta is its last row's when its rows differ), as the general path."""
+    blob = bytearray(shared_path("csi", "csikit-picoscenes",
+                                 "picoscenes_iwl5300_example.csi").read_bytes())
+    fr = frames_of(bytes(blob))
+    lay = segment_layout(bytes(blob[fr[0][0]: fr[0][0] + fr[0][1]]))
+    csi_body = next(b for name, _, b, _, _ in lay if name == "CSI")
+    for o, _ in fr[60:]:
+        blob[o + csi_body + 5: o + csi_body + 13] = (5_180_000_000).to_bytes(8, "little")
+    path = tmp_path / "retuned.csi"
+    path.write_bytes(bytes(blob))
+    fast = list(PicoScenesReader(path, chunk_size=7))
+    assert {c.meta["carrier_freq_hz"] for c in fast} == {
+        int(fast[0].fields["carrier_freq"][0]), 5_180_000_000}
+    for c in fast:
+        assert c.meta["carrier_freq_hz"] == int(c.fields["carrier_freq"][-1])
+    monkeypatch.setattr(PicoScenesReader, "_decode_uniform", lambda self, *a: None)
+    assert_same_chunks(fast, list(PicoScenesReader(path, chunk_size=7)))

@@ -296,6 +296,20 @@ def scaled_csi_frames(frames: Frames) -> np.ndarray:
                       f["Nrx"], f["Ntx"])
 
 
+#: (length field bytes, big-endian) → (``unpack_from`` of the field, its numpy dtype).
+_LENGTH_FIELDS = {(size, big): (struct.Struct((">" if big else "<") + code).unpack_from,
+                                np.dtype((">" if big else "<") + f"u{size}"))
+                  for size, code in ((2, "H"), (4, "I")) for big in (False, True)}
+
+
+def _walked_offsets(walked: list[int], len_at: int) -> np.ndarray:
+    """int64 record offsets of the length-field offsets ``walked``."""
+    offs = np.array(walked, dtype=np.int64)
+    if len_at:
+        offs -= len_at
+    return offs
+
+
 def record_offsets(
     buf: bytes, *, len_at: int, len_bytes: int, big_endian: bool, overhead: int,
     path: str, base: int, min_len: int, max_len: int,
@@ -323,9 +337,7 @@ def record_offsets(
         A length outside ``[min_len, max_len]`` (framing is lost).
     """
     n = len(buf)
-    code = (">" if big_endian else "<") + {2: "H", 4: "I"}[len_bytes]
-    unpack = struct.Struct(code).unpack_from
-    field_dt = np.dtype((">" if big_endian else "<") + f"u{len_bytes}")
+    unpack, field_dt = _LENGTH_FIELDS[len_bytes, big_endian]
     max_size = overhead + max_len
     min_size = max(overhead + min_len, 1)
     pieces: list[np.ndarray] = []
@@ -333,7 +345,7 @@ def record_offsets(
     add = walked.append
     any_walked = False
     stop = n - len_at - len_bytes
-    q_stop, q_end = n - len_bytes, n + len_at - overhead
+    q_end = n + len_at - overhead
     pos = 0
     window = 64  # speculation window (records), doubles while guesses hold
     walk = 16  # records walked in Python after a failed guess, doubles while they fail
@@ -374,7 +386,7 @@ def record_offsets(
                     run, pattern = r, pat
         if run * len(pattern) >= 32 and min(pattern) >= min_size and max(pattern) <= max_size:
             if walked:
-                pieces.append(np.array(walked, dtype=np.int64) - len_at)
+                pieces.append(_walked_offsets(walked, len_at))
                 walked.clear()
             period = sum(pattern)
             starts = np.arange(pos, pos + run * period, period, dtype=np.int64)
@@ -392,22 +404,24 @@ def record_offsets(
         # (q: offset of the length field; sizes are validated in bulk below)
         any_walked = True
         q = pos + len_at
-        for _ in range(walk):
-            if q > q_stop:
-                break
-            nq = q + unpack(buf, q)[0]
-            if nq > q_end:  # the record runs past the buffer
-                break
-            add(q)
-            q = nq + overhead
-        else:
-            pos = q - len_at
-            walk = min(walk * 2, 1 << 14)
-            continue
+        ended = True
+        try:
+            for _ in range(walk):
+                nq = q + unpack(buf, q)[0]  # (struct.error: the length field is cut)
+                if nq > q_end:  # the record runs past the buffer
+                    break
+                add(q)
+                q = nq + overhead
+            else:
+                ended = False
+        except struct.error:
+            pass
         pos = q - len_at
-        break
+        if ended:
+            break
+        walk = min(walk * 2, 1 << 14)
     if walked:
-        pieces.append(np.array(walked, dtype=np.int64) - len_at)
+        pieces.append(_walked_offsets(walked, len_at))
     if not pieces:
         offs = np.empty(0, np.int64)
         sizes = offs
@@ -439,9 +453,15 @@ def gather_rows(arr: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     The windows are indexed as one-element ``void`` records of a byte-strided view: one
     ``memcpy``-like copy per row, faster than fancy-indexing ``sliding_window_view``.
     """
-    windows = np.ndarray((len(arr) - width + 1,), np.dtype((np.void, width)), buffer=arr,
-                         strides=(1,))
+    windows = np.ndarray((len(arr) - width + 1,), _void(width), buffer=arr, strides=(1,))
     return windows[starts].view(np.uint8).reshape(len(starts), width)
+
+
+@functools.lru_cache(maxsize=256)
+def _void(width: int) -> np.dtype:
+    """The ``void`` dtype of ``width`` bytes (cached: building one costs more than a small
+    gather)."""
+    return np.dtype((np.void, width))
 
 
 def record_groups(
@@ -553,6 +573,8 @@ def _read_blocks(fh, start, block_bytes, len_at, len_bytes, big_endian, overhead
     while True:
         data = fh.read(block_bytes)
         buf = carry + data if carry else data
+        if not buf:  # the end of the file, after a whole record
+            break
         offsets, sizes, end = record_offsets(
             buf, len_at=len_at, len_bytes=len_bytes, big_endian=big_endian, overhead=overhead,
             path=path, base=base, min_len=min_len, max_len=max_len)

@@ -48,9 +48,10 @@ csiread does); v3 stores dBm. ``seq`` is −1 for frames without a sequence-cont
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -268,9 +269,11 @@ def _row_sets(key: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
         ``(first row, rows)`` of each set; rows None: all rows (a single set).
     """
     rows = key.view(np.dtype((np.void, key.shape[1])))[:, 0]
-    if bool((rows == rows[0]).all()):  # usual
+    hit = rows == rows[0]
+    if bool(hit.all()):  # usual
         return [(0, None)]
-    sets, todo = [], np.arange(len(rows))
+    sets = [(0, np.flatnonzero(hit))]
+    todo = np.flatnonzero(~hit)
     while len(todo):
         k = rows[todo]
         hit = k == k[0]
@@ -343,6 +346,40 @@ def _csi_data_at(layout: tuple[tuple[str, int, int, int, int], ...]) -> int | No
     return body + head if length >= head else None
 
 
+class _UniformPlan(NamedTuple):
+    """How the blocks of :meth:`PicoScenesReader._decode_uniform` are read, for the
+    segment layout of their first frame (see :func:`_uniform_plan`)."""
+
+    plan: _GroupPlan
+    data_at: int  # frame offset of the CSI buffer
+    width: int  # ``data_at`` rounded up to whole 8-byte words
+    csi_at: int  # frame offset of the CSI segment (its uint32 length first)
+    #: structured dtypes of rows of ``width`` and of ``data_at`` bytes (:func:`_row_dtype`):
+    #: ``plan.spec`` and the CSI segment length ``csi_len``
+    row_dtypes: tuple[np.dtype, np.dtype]
+    key_columns: np.ndarray  # :func:`_key_columns` of ``plan.spec``
+    #: ``(*row values in row dtype order, 0)`` → the :data:`_DECODE_KEY` values (0: absent)
+    decode_key: Callable[[tuple[int, ...]], tuple[int, ...]]
+
+
+@functools.lru_cache(maxsize=64)
+def _uniform_plan(layout: tuple[tuple[str, int, int, int, int], ...]) -> _UniformPlan | None:
+    """The :class:`_UniformPlan` of frames of ``layout``; None unless its last segment is
+    a CSI segment holding its whole header (:func:`_csi_data_at`)."""
+    data_at = _csi_data_at(layout)
+    if data_at is None:
+        return None
+    plan = _group_plan(layout)
+    csi_at = layout[-2][4]
+    spec = plan.spec + (("csi_len", csi_at, "<u4"),)
+    names = [name for name, _, _ in spec]
+    at = [names.index(k) if k in names else len(names) for k in _DECODE_KEY]
+    width = -(-data_at // 8) * 8
+    return _UniformPlan(plan, data_at, width, csi_at,
+                        (_row_dtype(spec, width), _row_dtype(spec, data_at)),
+                        _key_columns(plan.spec), operator.itemgetter(*at))
+
+
 @functools.lru_cache(maxsize=256)
 def _row_dtype(spec: tuple[tuple[str, int, str], ...], width: int) -> np.dtype:
     """Structured dtype of a ``width``-byte frame row with the fields ``(name, offset,
@@ -364,8 +401,10 @@ def _row_fields(rec: np.ndarray, plan: _GroupPlan) -> dict[str, np.ndarray]:
         noise = rec["rx_noise_floor"]
         if plan.rxs_version < 3:  # v1/v2 store RSSI relative to the noise floor (dB above it)
             nf = noise.astype(np.int16)
-            out["rssi"] = (rec["rx_rssi"] + nf).astype(np.int16)
-            out["rssi_chain"] = np.where(chains != 0, chains + nf[:, None], 0).astype(np.int16)
+            out["rssi"] = rec["rx_rssi"] + nf  # (int16)
+            chain = chains + nf[:, None]
+            chain *= chains != 0  # (a chain without RSSI stays 0)
+            out["rssi_chain"] = chain
         else:
             out["rssi"] = rec["rx_rssi"].astype(np.int16)
             out["rssi_chain"] = chains.astype(np.int16)
@@ -546,7 +585,7 @@ def _decode_buffers(arr: np.ndarray, at: np.ndarray, dev: int, fmt: int, cbw: in
             csi = unpack_bfee_rows(gather_rows(arr, at, buf_len), n_rx, ntx, ant_sel,
                                    iwl5300_rx_order)
         sub = SUBCARRIERS_40MHZ if cbw == 40 else SUBCARRIERS_20MHZ
-        return csi, (sub + sc_offset).astype(np.int16), n_rx, ntx
+        return csi, np.add(sub, sc_offset, dtype=np.int16), n_rx, ntx
     if dev == 0x9300:
         csi = qca9300_unpack(gather_rows(arr, at, buf_len), n_tone, n_rx, n_sts)
         plan = {20: _span(-28, 28, (0,)), 40: _span(-58, 58, (-1, 0, 1))}.get(cbw)
@@ -738,43 +777,42 @@ class PicoScenesReader(CaptureReader):
             layout = segment_layout(bytes(buf[o0: o0 + s0]))
         except LayoutError:
             return None
-        data_at = _csi_data_at(layout)
+        up = _uniform_plan(layout)
         shortest = int(sizes.min())
-        if data_at is None or data_at > shortest:
+        if up is None or up.data_at > shortest:
             return None
-        width = -(-data_at // 8) * 8  # whole words: the headers are compared 8 bytes at a time
-        rows = gather_rows(arr, offsets, width if width <= shortest else data_at)
+        data_at = up.data_at
+        wide = up.width <= shortest
+        rows = gather_rows(arr, offsets, up.width if wide else data_at)
         if not _headers_agree(rows, layout, free_last=True):
             return None
-        plan = _group_plan(layout)
-        csi_at = layout[-2][4]  # the CSI segment (its uint32 length first)
-        rec = rows.view(_row_dtype(plan.spec + (("csi_len", csi_at, "<u4"),), rows.shape[1]))
-        rec = rec[:, 0]
+        plan = up.plan
+        rec = rows.view(up.row_dtypes[0 if wide else 1])[:, 0]
         mpdu = rec["csi_len"].astype(np.int64)
-        mpdu += csi_at + 4
-        if int(mpdu.min()) < data_at or bool((mpdu > sizes).any()):
-            return None  # a CSI segment without its header, or beyond its frame
+        mpdu += up.csi_at + 4
+        # a CSI segment without its header, beyond its frame or without room for its buffer
+        if int(mpdu.min()) < data_at or bool((mpdu > sizes).any()) \
+                or bool((rec["buf_len"] > mpdu - data_at).any()):
+            return None
         n = len(rows)
         fields = {k: (v.copy() if v.base is not None else v)
                   for k, v in _row_fields(rec, plan).items()}
         # sequence control: a uint16 at every byte offset of the block
         u16 = np.ndarray((len(arr) - 1,), "<u2", buffer=arr, strides=(1,))
-        seq = (u16[np.minimum(offsets + mpdu + 22, len(arr) - 2)] >> 4).astype(np.int32)
-        no_seq = sizes < mpdu + 24
+        mpdu += offsets
+        no_seq = mpdu + 24 > offsets + sizes  # (mpdu: now the MPDU's offset in the block)
         if no_seq.any():
+            seq = (u16[np.minimum(mpdu + 22, len(arr) - 2)] >> 4).astype(np.int32)
             seq[no_seq] = -1
+        else:
+            mpdu += 22
+            seq = (u16[mpdu] >> 4).astype(np.int32)
         fields["seq"] = seq
         for k in ("packet_format", "cbw", "carrier_freq", "ant_sel", "device_type"):
             fields[k] = rec[k].copy()
         # frames sharing the CSI header values that set the decoding
-        sets = _row_sets(np.take(rows, _key_columns(plan.spec), axis=1))
-        # (a set's rows share ``buf_len``: every CSI buffer must fit in its segment)
-        if bool((rec["buf_len"] > mpdu - data_at).any()):
-            return None
-        names = [name for name, _, _ in plan.spec]
-        keys = [[v.get(k, 0) for k in _DECODE_KEY]  # (from the first row of each set)
-                for v in (dict(zip(names, rec[i0: i0 + 1].tolist()[0], strict=False))
-                          for i0, _ in sets)]
+        sets = _row_sets(np.take(rows, up.key_columns, axis=1))
+        keys = [up.decode_key((*rec[i0: i0 + 1].tolist()[0], 0)) for i0, _ in sets]
         if any(_csi_problem(*key[:-1]) is not None for key in keys):
             return None
         at = offsets + data_at
@@ -790,7 +828,12 @@ class PicoScenesReader(CaptureReader):
             for sel, _, _, nrx, ntx in decoded:
                 fields["Nrx"][sel] = nrx
                 fields["Ntx"][sel] = ntx
-        return _assemble(fields, decoded, self.pad_to)
+        freq = fields["carrier_freq"]  # (the other meta keys are decoding parameters)
+        meta_key = None
+        if len({key[:3] for key in keys}) == 1 and bool((freq == freq[0]).all()):
+            dev, fmt, cbw = keys[0][:3]
+            meta_key = (dev, cbw, int(freq[0]), fmt)
+        return _assemble(fields, decoded, self.pad_to, meta_key)
 
     def _decode_block(
         self, buf: bytes, arr: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, base: int
@@ -874,34 +917,26 @@ class PicoScenesReader(CaptureReader):
         """
         rows = dec.rows
         times = rows["times_s"]
-        n = len(times)
-        if dec.row_layout is None:
-            runs = [(0, n, 0)]
-        else:
-            lay = dec.row_layout
-            firsts = np.flatnonzero(np.concatenate(([True], lay[1:] != lay[:-1])))
-            bounds = [*firsts.tolist(), n]
-            runs = list(zip(bounds[:-1], bounds[1:], lay[firsts].tolist(), strict=True))
         shared = [{"fs_hz": None, "modality": self.modality, "source": self.source,
                    "subcarriers": sub} for sub in dec.subcarriers]
         cols = [(f, rows[f]) for f in _CHUNK_FIELDS]
-        keys = [rows[k] for k in ("device_type", "cbw", "carrier_freq", "packet_format")]
-        metas = self._layout_metas(keys, dec.row_layout, len(dec.csi))
-        per_row = None if all(m is not None for m in metas) else [v.tolist() for v in keys]
-        done = [0] * len(dec.csi)  # rows of each layout already emitted
-        step = self.chunk_size
+        per_row = None  # (the meta keys of every row, for layouts without one meta)
+        if dec.meta_key is not None:  # usual: one meta for every row
+            metas = [self._meta(*dec.meta_key)] * len(dec.csi)
+        else:
+            keys = [rows[k] for k in ("device_type", "cbw", "carrier_freq", "packet_format")]
+            metas = self._layout_metas(keys, dec.row_layout, len(dec.csi))
+            if any(m is None for m in metas):
+                per_row = [v.tolist() for v in keys]
         build = Frames.prevalidated
-        for a, b, k in runs:
-            csi, common, meta = dec.csi[k], shared[k], metas[k]
-            shift = done[k] - a  # layout row of file row ``a`` is ``a + shift``
-            done[k] += b - a
-            for lo in range(a, b, step):
-                hi = lo + step if lo + step < b else b
-                part = slice(lo, hi)
-                yield build(common, data=csi[lo + shift: hi + shift], times_s=times[part],
-                            fields={f: v[part] for f, v in cols},
-                            meta=meta.copy() if meta is not None
-                            else self._meta(*(v[hi - 1] for v in per_row)))
+        csi_of = dec.csi
+        for lo, hi, k, at in _chunk_bounds(dec.row_layout, len(times), self.chunk_size):
+            part = slice(lo, hi)
+            meta = metas[k]
+            yield build(shared[k], data=csi_of[k][at: at + hi - lo], times_s=times[part],
+                        fields={f: v[part] for f, v in cols},
+                        meta=meta.copy() if meta is not None
+                        else self._meta(*(v[hi - 1] for v in per_row)))
 
     def _layout_metas(self, keys: list[np.ndarray], row_layout: np.ndarray | None,
                       n_layouts: int) -> list[dict[str, Any] | None]:
@@ -1008,6 +1043,9 @@ class _Decoded(NamedTuple):
     csi: list[np.ndarray]  # per chunk layout: the CSI of its rows (file order)
     subcarriers: list[np.ndarray]  # per chunk layout
     row_layout: np.ndarray | None  # chunk layout of every row (None: all the first)
+    #: (device type, bandwidth, carrier frequency, packet format) of every row, when known to
+    #: be the same for all (None: see the rows)
+    meta_key: tuple[int, int, int, int] | None = None
 
 
 #: Per-row fields a :class:`_Decoded` holds (besides ``times_s`` and ``time_valid``).
@@ -1027,7 +1065,8 @@ def _file_order(layouts: list[dict[str, Any]], order: np.ndarray | None) -> _Dec
 
 def _assemble(rows: dict[str, np.ndarray],
               decoded: list[tuple[np.ndarray | None, np.ndarray, np.ndarray, int, int]],
-              pad_to: tuple[int, int] | None) -> _Decoded:
+              pad_to: tuple[int, int] | None,
+              meta_key: tuple[int, int, int, int] | None = None) -> _Decoded:
     """Gather CSI decoded in sets of rows by chunk layout (as :func:`_merge` does).
 
     Parameters
@@ -1039,6 +1078,8 @@ def _assemble(rows: dict[str, np.ndarray],
         numbers; None: all rows), the sets disjoint and covering the block.
     pad_to : (int, int) or None
         As :class:`PicoScenesReader`.
+    meta_key : tuple, optional
+        As :class:`_Decoded`.
     """
     if pad_to:
         r = max(max(c.shape[2] for _, c, *_ in decoded), pad_to[0])
@@ -1046,7 +1087,7 @@ def _assemble(rows: dict[str, np.ndarray],
     ids: dict[tuple, int] = {}
     which = []  # chunk layout of each set
     for _, c, sub, _, _ in decoded:
-        lk = (tuple(sub.tolist()),) + (() if pad_to else c.shape[2:])
+        lk = (sub.tobytes(),) + (() if pad_to else c.shape[2:])  # (int16 subcarriers)
         which.append(ids.setdefault(lk, len(ids)))
     n = len(rows["seq"])
     row_layout = None
@@ -1070,7 +1111,7 @@ def _assemble(rows: dict[str, np.ndarray],
                 csi[pos, :, : c.shape[2], : c.shape[3]] = c
         csi_of.append(csi)
         subs.append(mine[0][2])
-    return _Decoded(rows, csi_of, subs, row_layout)
+    return _Decoded(rows, csi_of, subs, row_layout, meta_key)
 
 
 #: CSI header fields that set how the CSI buffer is decoded (IWL5300 antenna selections
@@ -1090,6 +1131,34 @@ def _key_columns(spec: tuple[tuple[str, int, str], ...]) -> np.ndarray:
     return np.concatenate([c, np.full(-len(c) % 8, c[0])])
 
 
+def _chunk_bounds(row_layout: np.ndarray | None, n: int, step: int
+                  ) -> list[tuple[int, int, int, int]]:
+    """Chunks of a block of ``n`` rows: a new chunk at every change of chunk layout
+    (``row_layout``, None: a single one) and every ``step`` rows.
+
+    Returns
+    -------
+    list of (int, int, int, int)
+        ``(first row, end row, layout, first row within the layout's rows)`` of each chunk.
+    """
+    if row_layout is None:
+        return [(lo, min(lo + step, n), 0, lo) for lo in range(0, n, step)]
+    lay = row_layout.tolist()
+    done = [0] * (max(lay) + 1)  # rows of each layout emitted so far
+    out = []
+    a, k = 0, lay[0]
+    for b in (np.flatnonzero(row_layout[1:] != row_layout[:-1]) + 1).tolist() + [n]:
+        at = done[k]  # the run ``a:b`` is rows ``at:at + b - a`` of layout ``k``
+        done[k] += b - a
+        if b - a <= step:  # usual
+            out.append((a, b, k, at))
+        else:
+            out.extend((lo, min(lo + step, b), k, at + lo - a) for lo in range(a, b, step))
+        if b < n:
+            a, k = b, lay[b]
+    return out
+
+
 def _times(rows: dict[str, Any], state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Stream seconds of each row and whether its clock was valid (see module doc)."""
     n = len(rows["timestamp"])
@@ -1097,7 +1166,7 @@ def _times(rows: dict[str, Any], state: dict[str, Any]) -> tuple[np.ndarray, np.
         return np.empty(0), np.empty(0, bool)
     t_prev = state.get("t", 0.0)
     mvm = rows["mvm_clock"]
-    if (mvm >= 0).all():  # Intel MVM: 32-bit µs clock, unwrapped
+    if mvm[0] >= 0 and (mvm >= 0).all():  # Intel MVM: 32-bit µs clock, unwrapped
         prev = state.get("mvm_prev")
         first = mvm[:1] if prev is None else np.array([prev], np.int64)
         d = np.diff(np.concatenate([first, mvm])) % (1 << 32)
@@ -1109,7 +1178,7 @@ def _times(rows: dict[str, Any], state: dict[str, Any]) -> tuple[np.ndarray, np.
         state["mvm_prev"] = int(mvm[-1])
         state["t"] = float(times[-1])
         return times, valid
-    ts = rows["timestamp"].astype(np.uint64)
+    ts = np.asarray(rows["timestamp"], np.uint64)  # (read only: no copy)
     dev = rows["device_type"]
     unit = TIMESTAMP_UNIT_S.get(int(dev[0]), 1e-6) if bool((dev == dev[0]).all()) else min(
         TIMESTAMP_UNIT_S.get(int(d), 1e-6) for d in np.unique(dev))
@@ -1120,7 +1189,9 @@ def _times(rows: dict[str, Any], state: dict[str, Any]) -> tuple[np.ndarray, np.
         if state.get("ts0") is None:
             state["ts0"] = int(ts[0])
             state["t_offset"] = t_prev
-        times = (ts - np.uint64(state["ts0"])).astype(np.float64) * unit + state["t_offset"]
+        times = (ts - np.uint64(state["ts0"])).astype(np.float64)
+        times *= unit
+        times += state["t_offset"]
         state["t"] = float(times[-1])
         state["ts"] = int(ts[-1])
         return times, np.ones(n, bool)
