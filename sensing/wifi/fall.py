@@ -492,12 +492,12 @@ class FallFeatureExtractor:
         if not len(frames):
             return []
         keep, self._last_pkt_bin = decimate_mask(frames.times_s, self._last_pkt_bin)
+        if not keep.any():  # every packet in the 20 ms bin of one already kept
+            return []
         csi = np.asarray(frames.data)[keep]
         csi = csi.reshape(len(csi), -1)
         amp = np.abs(csi).astype(np.float32)
         times = np.asarray(frames.times_s, float)[keep]
-        if not len(amp):
-            return []
         if self._shape is not None and amp.shape[1:] != self._shape:
             self._reset(amp.shape[1:])
         self._shape = amp.shape[1:]
