@@ -11,9 +11,9 @@ Run from the repository root (after ``python -m models.train_fall``)::
 * Held-out captures: seeds 200 000+ (never used for training, tuning or the toolchain's
   validation set), 240 s each with 2 falls, packet rate 50–120 Hz, loss 0–5 %.
   Window level: per-class precision/recall/F1 of the int8 and fp32 models.
-  Event level: fall events (detector with the model's operating point) matched to true falls
-  (onset within [start - 3 s, impact + 3 s]); precision/recall/F1 for int8, fp32 and the
-  rule fallback.
+  Event level: fall events (detector at each of the model's named operating points,
+  ``default`` and ``sensitive``) matched to true falls (onset within [start - 3 s, impact +
+  3 s]); precision/recall/F1 for int8, fp32 and the rule fallback.
 * False alarms per day: ordinary activity only (walk, sit, stand up, lie down, get up, pick
   up, still; no falls), 900 s per capture, at 50 Hz (seeds 300 000+) and at 100 Hz (seeds
   310 000+) packet rate,
@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from agent.inference import load_model  # noqa: E402
 from agent.pipelines import PIPELINES  # noqa: E402
+from agent.pipelines.wifi_fall import model_operating_point  # noqa: E402
 from models.train_fall import capture_features, match_events, prf  # noqa: E402
 from sensing.formats import open_capture  # noqa: E402
 from sensing.simulate import load_truth  # noqa: E402
@@ -131,9 +132,11 @@ def main() -> int:
         return 0
     m8 = load_model("fall")
     m32 = load_model("fall", precision="fp32")
-    op = m8.meta["extra"]["operating_point"]
+    names = sorted((m8.meta["extra"].get("operating_points") or {"default": None}),
+                   key=lambda n: n != "default")
+    ops = {name: model_operating_point(m8.meta, name) for name in names}
     fall = m8.labels.index("fall")
-    print(f"model: {m8!r}; operating point {op}")
+    print(f"model: {m8!r}; operating points {ops}")
 
     def p8(X):
         return m8.predict_proba(X)[:, fall]
@@ -155,21 +158,26 @@ def main() -> int:
     print(f"  fall window F1 int8 {r8['fall_f1']:.4f} vs fp32 {r32['fall_f1']:.4f} "
           f"(diff {100 * (r32['fall_f1'] - r8['fall_f1']):+.2f} points); macro F1 diff "
           f"{100 * (r32['macro_f1'] - r8['macro_f1']):+.2f} points")
+    # (detector, probability, operating point, method) of every scored configuration
+    configs = [(f"int8 {n}", p8, o, "model") for n, o in ops.items()]
+    configs += [(f"fp32 {n}", p32, o, "model") for n, o in ops.items()]
+    configs.append(("rule fallback", rule_fall_probability, RULE_OP, "rule"))
     print("\n  event level (onset within [start-3 s, impact+3 s]):")
     res = {}
-    for name, fn, o, meth in (("int8 model", p8, op, "model"), ("fp32 model", p32, op, "model"),
-                              ("rule fallback", rule_fall_probability, RULE_OP, "rule")):
+    for name, fn, o, meth in configs:
         tp, fp, fnn = detect(caps, fn, o, meth)
         p, r, f = prf(tp, fp, fnn)
         res[name] = f
-        print(f"    {name:<14} TP {tp:3d} FP {fp:3d} FN {fnn:3d}  precision {p:.3f} recall "
+        print(f"    {name:<18} TP {tp:3d} FP {fp:3d} FN {fnn:3d}  precision {p:.3f} recall "
               f"{r:.3f} F1 {f:.3f}")
-    print(f"  event F1 int8 vs fp32: {100 * (res['fp32 model'] - res['int8 model']):+.2f} points")
+    for n in ops:
+        print(f"  event F1 int8 vs fp32 ({n}): "
+              f"{100 * (res[f'fp32 {n}'] - res[f'int8 {n}']):+.2f} points")
     for lo, hi in ((50, 80), (80, 121), (50, 65), (65, 80), (80, 100), (100, 121)):
         sub = [c for c in caps if lo <= c["rate_hz"] < hi]
         if sub:
-            for name, fn in (("int8", p8), ("fp32", p32)):
-                tp, fp, fnn = detect(sub, fn, op, "model")
+            for name, fn, o, meth in configs[:-1]:
+                tp, fp, fnn = detect(sub, fn, o, meth)
                 p, r, f = prf(tp, fp, fnn)
                 print(f"    {name}, packet rate {lo}-{hi - 1} Hz ({len(sub)} captures, "
                       f"{tp + fnn} falls): TP {tp} FP {fp} FN {fnn} precision {p:.3f} "
@@ -188,16 +196,15 @@ def main() -> int:
             for lab in c["intervals"]:
                 counts[lab["label"]] = counts.get(lab["label"], 0) + 1
         print(f"  activities: {dict(sorted(counts.items()))}")
-        for name, fn, o in (("int8 model", p8, op), ("fp32 model", p32, op),
-                            ("rule fallback", rule_fall_probability, RULE_OP)):
+        for name, fn, o, _ in configs:
             n = count_alarms(ords, fn, o)
             total[name] = total.get(name, 0) + n
-            print(f"    {name:<14} false alarms {n:3d} -> {n * 86400 / sim_s:.2f} per simulated "
+            print(f"    {name:<18} false alarms {n:3d} -> {n * 86400 / sim_s:.2f} per simulated "
                   f"day (95 % upper bound {poisson_upper(n) * 86400 / sim_s:.1f})")
         total_s += sim_s
     print(f"\n== ordinary activity, both rates: {total_s / 3600:.2f} h ==")
     for name, n in total.items():
-        print(f"    {name:<14} false alarms {n:3d} -> {n * 86400 / total_s:.2f} per simulated "
+        print(f"    {name:<18} false alarms {n:3d} -> {n * 86400 / total_s:.2f} per simulated "
               f"day (exact Poisson 95 % upper bound {poisson_upper(n) * 86400 / total_s:.1f})")
 
     print("\n== file path: ambisense simulate csi-activity -> replay through wifi_fall ==")

@@ -4,7 +4,9 @@ For the tune + val fall captures and the tune ordinary-activity hours of
 ``models/train_fall.py``, the shipped int8 model's P(fall) is averaged over ``--k``
 consecutive windows (0.5 s apart). Prints, per threshold, the share of falls whose
 sustained P(fall) reaches it (within 30 s after impact) and the number of ordinary captures
-in which it does, then the ordinary activities behind every sustained P(fall) ≥ 0.8.
+in which it does, then the ordinary activities behind every sustained P(fall) ≥ 0.8, and how
+fall-like the features of those windows are: the share of their 40 features inside the
+10th–90th percentile range of the fall windows (tune + val), against ordinary windows.
 
 Usage::
 
@@ -28,6 +30,7 @@ from models.train_fall import (  # noqa: E402
     TUNE_SEEDS,
     VAL_SEEDS,
     capture_features,
+    stack,
 )
 from sensing.wifi.fall import CLASSES, POST_S  # noqa: E402
 
@@ -65,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  >= {thr:.1f}: falls {np.mean(fp >= thr):.3f}, ordinary captures {n_ord}")
     print("\nordinary activity behind sustained P(fall) >= 0.8 (burst window = the first "
           f"10 s of the {10 + POST_S:g} s span):")
+    Xf, yf = stack(falls)
+    lo, hi = np.percentile(Xf[yf == fi], [10, 90], axis=0)
+
+    def fall_like(x: np.ndarray) -> float:
+        return float(np.mean((x >= lo) & (x <= hi)))
+
     for c, s in zip(ords, ord_s, strict=True):
         i = int(np.argmax(s))
         if s[i] < 0.8:
@@ -73,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         acts = [f"{iv['label']} {iv['start_s']:.1f}-{iv['end_s']:.1f} s"
                 for iv in c["intervals"]
                 if iv["end_s"] >= burst - 3 and iv["start_s"] <= burst + 10]
-        print(f"  {s[i]:.3f}  burst window from {burst:.1f} s: {', '.join(acts)}")
+        print(f"  {s[i]:.3f}  burst window from {burst:.1f} s: {', '.join(acts)}; "
+              f"{fall_like(c['X'][i + k - 1]):.0%} of its features fall-like")
+    others = np.concatenate([c["X"][::20] for c in ords])
+    print(f"(fall-like features of ordinary windows: median "
+          f"{np.median([fall_like(x) for x in others]):.0%})")
     return 0
 
 

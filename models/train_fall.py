@@ -15,7 +15,7 @@ capture draws its own room geometry, SNR, scatter strength, AGC behaviour, packe
 
 Splits (disjoint seeds):
 
-* train: seeds 0–159, 240 s each, 2 falls each (320 falls), plus 30 h of ordinary activity
+* train: seeds 0–399, 240 s each, 2 falls each (800 falls), plus 30 h of ordinary activity
   without falls (seeds 65 000–65 119, 900 s each) (model fitting, int8 calibration);
 * tune: seeds 50 000–50 019 (40 falls) and 46 h of ordinary activity (seeds
   60 000–60 039 at 50–120 Hz, 61 000–61 071 at 50 Hz, 61 100–61 171 at 100 Hz): choose
@@ -62,17 +62,20 @@ from sensing.wifi.fall import (
 )
 
 SEED = 0
-TRAIN_SEEDS = range(0, 160)  # 160 × 240 s, 320 falls
+#: v5: 400 × 240 s, 800 falls (v4: seeds 0–159, 320 falls; 2.5× the fall windows raised
+#: the val window fall F1 from 0.915 to 0.963 and the tune + val event F1 at the default
+#: point's budget from 0.65 to 0.80: benchmarks/ablate_fall.py --more-data)
+TRAIN_SEEDS = range(0, 400)
 TUNE_SEEDS = range(50_000, 50_020)  # 40 falls
 TUNE_ORDINARY_SEEDS = range(60_000, 60_040)  # 40 × 900 s = 10 h
 #: More tuning hours of ordinary activity at fixed packet rates (v4): 10 h cannot tell
 #: 1 false alarm per day from 4 (0 events in 10 h allow up to 7/day at 95 %).
 TUNE_ORDINARY_EXTRA: tuple[tuple[range, float], ...] = (
     (range(61_000, 61_072), 50.0), (range(61_100, 61_172), 100.0))  # 2 × 18 h
-#: The operating point may spend this many false alarms per day of tuning hours. (1/day,
-#: the target, halves the recall on the tuning falls: event F1 0.52 vs 0.81 at 3 false
-#: alarms in 46.6 h; a detector that misses two falls in three is worse for its users.)
-MAX_FALSE_PER_DAY = 2.0
+#: Named operating points: the false alarms per day of tuning hours each may spend
+#: (rounded to whole events: 2 and 4 in 46.6 h). ``default`` holds the target (<= 1 per day);
+#: ``sensitive`` finds more falls for twice the false alarms (docs/fall.md, Results).
+OPERATING_POINTS: dict[str, float] = {"default": 1.0, "sensitive": 2.0}
 #: Members of the soft-voting ensemble (MLPs differing only in their seed): one MLP's
 #: fall probabilities vary with its seed by more than the operating point can absorb.
 N_MEMBERS = 5
@@ -241,15 +244,17 @@ def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def choose_operating_point(fall_caps, ordinary_caps, proba_fn) -> dict[str, Any]:
+def choose_operating_point(fall_caps, ordinary_caps, proba_fn,
+                           max_false_per_day: float = OPERATING_POINTS["default"]
+                           ) -> dict[str, Any]:
     """Best (threshold, consecutive, stillness limit) on the tuning split: false events
     (false alarms on the ordinary-activity hours + false positives on the fall captures)
-    within :data:`MAX_FALSE_PER_DAY` per day of ordinary hours (else fewest), then highest
-    event F1, then fewest consecutive windows."""
+    within ``max_false_per_day`` per day of ordinary hours, rounded to whole events (else
+    fewest), then highest event F1, then fewest consecutive windows."""
     pf = [proba_fn(c["X"]) for c in fall_caps]
     po = [proba_fn(c["X"]) for c in ordinary_caps]
     hours = sum(c["duration_s"] for c in ordinary_caps) / 3600
-    allowed = int(MAX_FALSE_PER_DAY * hours / 24)
+    allowed = round(max_false_per_day * hours / 24)
     best = None
     table = []
     for sl in STILL_LOGS:
@@ -281,7 +286,7 @@ def choose_operating_point(fall_caps, ordinary_caps, proba_fn) -> dict[str, Any]
         op.update(still_s=STILL_S, still_log=sl, settle_s=SETTLE_S)
     return {**op, "tune_event_f1": round(f1, 4), "tune_tp_fp_fn": [tp, fp, fn],
             "tune_falls": tp + fn, "tune_ordinary_false_alarms": fa,
-            "tune_false_events_allowed": allowed,
+            "tune_false_events_allowed": allowed, "tune_max_false_per_day": max_false_per_day,
             "tune_ordinary_hours": round(hours, 2), "grid": table}
 
 
@@ -345,12 +350,14 @@ def main(argv: list[str] | None = None) -> int:
                                       cache=args.cache)
                      for seeds, rate in TUNE_ORDINARY_EXTRA for s in seeds]
     val_caps = [capture_features(s, cache=args.cache) for s in val]
-    # the operating point is chosen on the tune + val fall captures (60 falls; val is the
+    # the operating points are chosen on the tune + val fall captures (60 falls; val is the
     # toolchain's int8 gate set, not the benchmark's held-out seeds) and 46 h of ordinary
     # activity
-    op = choose_operating_point(tune_caps + val_caps, ord_caps,
-                                lambda Z: est.predict_proba(Z)[:, fall])
-    _progress(f"operating point: {[(k, op[k]) for k in op if k != 'grid']}")
+    ops = {name: choose_operating_point(tune_caps + val_caps, ord_caps,
+                                        lambda Z: est.predict_proba(Z)[:, fall], per_day)
+           for name, per_day in OPERATING_POINTS.items()}
+    for name, op in ops.items():
+        _progress(f"operating point {name}: {[(k, op[k]) for k in op if k != 'grid']}")
     Xv, yv = stack(val_caps)
     from models.toolchain import (
         MODELS_DIR,
@@ -362,24 +369,27 @@ def main(argv: list[str] | None = None) -> int:
     # Quantisation settings of QUANT_ATTEMPTS in order (static QDQ per-channel first).
     # Besides the toolchain's gate (window accuracy), the int8 model must keep the fall
     # class's window F1 on the val split and the event F1 on the operating-point captures
-    # (tune + val) within 1 point of fp32 (the done criterion); else the next setting; if
-    # none does, the setting with the smallest event-F1 drop is rebuilt and shipped.
+    # (tune + val) at every operating point within 1 point of fp32 (the done criterion);
+    # else the next setting; if none does, the setting with the smallest drop is rebuilt
+    # and shipped.
 
     tried: list[tuple[float, int]] = []
     entry = ev = None
     for attempt, qopts in enumerate(QUANT_ATTEMPTS):
         try:
             entry = _build(build_model, est, Xtr, ytr, Xv, yv, train, tune, tune_ord, val,
-                           op, args, qopts, train_ord)
+                           ops, args, qopts, train_ord)
         except QuantizationAccuracyError as exc:
             _progress(f"quantisation attempt {attempt + 1} {qopts or 'defaults'} refused: {exc}")
             entry = None
             continue
         f32, f8 = _fall_f1(args.out_dir, "fp32", Xv, yv), _fall_f1(args.out_dir, "int8", Xv, yv)
-        ev = _event_comparison(args.out_dir, tune_caps + val_caps, ord_caps, op)
-        drop = max(f32 - f8, ev["f1_drop_points"] / 100)
+        ev = {name: _event_comparison(args.out_dir, tune_caps + val_caps, ord_caps, op)
+              for name, op in ops.items()}
+        ev_drop = max(e["f1_drop_points"] for e in ev.values())
+        drop = max(f32 - f8, ev_drop / 100)
         _progress(f"attempt {attempt + 1} {qopts or 'defaults'}: val fall F1 fp32 {f32:.4f} "
-                  f"int8 {f8:.4f}; event F1 drop {ev['f1_drop_points']:.2f} points")
+                  f"int8 {f8:.4f}; event F1 drop {ev_drop:.2f} points")
         tried.append((drop, attempt))
         if drop <= 0.01:
             break
@@ -390,8 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         _progress(f"WARNING: no quantisation setting keeps the fall F1 within 1 point; "
                   f"shipping attempt {best + 1} {QUANT_ATTEMPTS[best] or 'defaults'}")
         entry = _build(build_model, est, Xtr, ytr, Xv, yv, train, tune, tune_ord, val,
-                       op, args, QUANT_ATTEMPTS[best], train_ord)
-        ev = _event_comparison(args.out_dir, tune_caps + val_caps, ord_caps, op)
+                       ops, args, QUANT_ATTEMPTS[best], train_ord)
+        ev = {name: _event_comparison(args.out_dir, tune_caps + val_caps, ord_caps, op)
+              for name, op in ops.items()}
     # event-level int8 vs fp32 on the operating-point captures, stored in the manifest
     # entry's extra through the toolchain
     entry = {**entry, "extra": {**entry["extra"], "event_level": ev}}
@@ -455,7 +466,13 @@ def _fall_f1(out_dir: str | None, precision: str, X: np.ndarray, y: np.ndarray) 
     return float(f1_score(y == fall, model.predict_proba(X).argmax(1) == fall))
 
 
-def _build(build_model, est, Xtr, ytr, Xv, yv, train, tune, tune_ord, val, op, args, qopts,
+def _detector_options(op: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`FallDetector` options of a chosen operating point."""
+    return {k: op[k] for k in ("threshold", "consecutive", "within", "refractory_s", "still_s",
+                               "still_log", "settle_s") if k in op}
+
+
+def _build(build_model, est, Xtr, ytr, Xv, yv, train, tune, tune_ord, val, ops, args, qopts,
            train_ord):
     return build_model(
         "fall", est, Xtr, ytr, Xv, yv, labels=list(CLASSES), feature_names=list(FEATURE_NAMES),
@@ -482,10 +499,12 @@ def _build(build_model, est, Xtr, ytr, Xv, yv, train, tune, tune_ord, val, op, a
         metric=GATE_METRIC, seed=SEED, out_dir=args.out_dir,
         description="WiFi CSI fall vs walk/sit/stand up/lie down/pick up/still: 10 s burst "
                     "window + 10 s post period",
-        extra={"operating_point": {k: op[k] for k in ("threshold", "consecutive", "within",
-                                                      "refractory_s", "still_s", "still_log",
-                                                      "settle_s") if k in op},
-               "tuning": {k: v for k, v in op.items() if k != "grid"},
+        # ``operating_point``: the default one (what a pipeline without the
+        # ``operating_point`` option uses; the only one of models before v4.1)
+        extra={"operating_point": _detector_options(ops["default"]),
+               "operating_points": {name: _detector_options(op) for name, op in ops.items()},
+               "tuning": {name: {k: v for k, v in op.items() if k != "grid"}
+                          for name, op in ops.items()},
                "quick": bool(args.quick)},
         **qopts,
     )

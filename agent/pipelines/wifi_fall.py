@@ -39,25 +39,30 @@ class WifiFallPipeline(Pipeline):
     method : {"auto", "model", "rule"}
         ``auto`` = model, else rule; ``rule`` forces the rule; ``model`` fails when the
         model cannot be loaded.
+    operating_point : str
+        Name of one of the model's recorded operating points (manifest
+        ``extra.operating_points``): ``"default"`` (tuned for <= 1 false alarm per day) or
+        ``"sensitive"`` (more falls found, about twice the false alarms); see docs/fall.md.
+        Default ``"default"``. Ignored by the rule.
     threshold, consecutive, within, refractory_s, still_s, still_log, settle_s
-        See :class:`sensing.wifi.fall.FallDetector` (defaults: the model's recorded
-        operating point; for the rule :data:`sensing.wifi.fall.RULE_OPERATING_POINT`).
+        See :class:`sensing.wifi.fall.FallDetector` (defaults: the model's operating point
+        ``operating_point``; for the rule :data:`sensing.wifi.fall.RULE_OPERATING_POINT`).
     models_dir : str
         Directory with ``manifest.json`` (default: see ``agent.inference``).
     """
 
     name = "wifi_fall"
     modalities = ("wifi_csi",)
-    # Opt-in (``--pipeline wifi_fall`` or a config entry) until it meets its targets
-    # (event F1 >= 0.9, <= 1 false alarm/day on held-out simulation; see docs/fall.md).
+    # Opt-in (``--pipeline wifi_fall`` or a config entry): on held-out simulation it keeps
+    # its false alarms below 1 per day but finds only about half the falls (docs/fall.md).
     default = False
     event_types = ("fall",)
     description = "falls (fast descent, then lying still) from CSI; int8 ONNX model or rule"
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        known = {"model", "method", "threshold", "consecutive", "within", "refractory_s",
-                 "still_s", "still_log", "settle_s", "models_dir"}
+        known = {"model", "method", "operating_point", "threshold", "consecutive", "within",
+                 "refractory_s", "still_s", "still_log", "settle_s", "models_dir"}
         unknown = set(options) - known
         if unknown:
             raise ValueError(f"wifi_fall: unknown option(s) {sorted(unknown)}; "
@@ -68,15 +73,17 @@ class WifiFallPipeline(Pipeline):
         self.model_name = options.get("model", MODEL_NAME)
         self.model = None
         op: dict[str, Any] = {}
+        self.operating_point = str(options.get("operating_point", "default"))
         if method != "rule":
             try:
                 self.model = self._load(options.get("models_dir"))
-                op = dict((self.model.meta.get("extra") or {}).get("operating_point") or {})
             except Exception as exc:  # any load failure → rule, loudly
                 if method == "model":
                     raise
                 log.warning("wifi_fall: model %r not usable (%s); using the rule-based "
                             "fallback", self.model_name, exc)
+            else:
+                op = model_operating_point(self.model.meta, self.operating_point)
         if self.model is None:
             op = dict(RULE_OPERATING_POINT)
         kw = {k: options.get(k, op.get(k)) for k in ("threshold", "consecutive", "within",
@@ -117,3 +124,30 @@ class WifiFallPipeline(Pipeline):
         if ev.method == "model":
             extra["model"] = self.model_name
         return Detection("fall", ev.onset_s, 1, "", float(ev.confidence), extra)
+
+
+def model_operating_point(meta: dict[str, Any], name: str = "default") -> dict[str, Any]:
+    """The detector options of a fall model's operating point ``name``.
+
+    Parameters
+    ----------
+    meta : dict
+        The model's manifest entry: ``extra.operating_points`` maps names to
+        :class:`sensing.wifi.fall.FallDetector` options; models without it (before v4.1)
+        have only ``extra.operating_point``, which is their ``"default"``.
+    name : str
+        Operating-point name.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not one of the model's operating points.
+    """
+    extra = meta.get("extra") or {}
+    points = dict(extra.get("operating_points") or {})
+    if not points and extra.get("operating_point"):
+        points = {"default": extra["operating_point"]}
+    if name not in points:
+        raise ValueError(f"wifi_fall: operating_point {name!r} is not one of the model's "
+                         f"operating points {sorted(points)}")
+    return dict(points[name])
