@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from agent.inference import load_model  # noqa: E402
 from agent.pipelines import PIPELINES  # noqa: E402
 from agent.pipelines.wifi_fall import model_operating_point  # noqa: E402
-from models.train_fall import capture_features, match_events, prf  # noqa: E402
+from models.train_fall import MATCH_S, capture_features, match_events, prf  # noqa: E402
 from sensing.formats import open_capture  # noqa: E402
 from sensing.simulate import load_truth  # noqa: E402
 from sensing.simulate.csi_activity import csi_activity  # noqa: E402
@@ -86,7 +86,9 @@ def poisson_upper(n: int, conf: float = 0.95) -> float:
     return float(chi2.ppf(conf, 2 * (n + 1)) / 2)
 
 
-def detect(caps, proba_fn, op, method):
+def detect(caps, proba_fn, op, method, delays: list[float] | None = None):
+    """(TP, FP, FN) of the detector on ``caps``; ``delays`` collects, per event matching a
+    fall, the time from its impact to the decision (s)."""
     tp = fp = fn = 0
     for c in caps:
         det = _detector(op)
@@ -94,6 +96,10 @@ def detect(caps, proba_fn, op, method):
         evs = det.step(c["ends"], c["X"], proba_fn(c["X"]))
         a, b, m = match_events(evs, c["intervals"])
         tp, fp, fn = tp + a, fp + b, fn + m
+        if delays is not None:
+            falls = [iv for iv in c["intervals"] if iv["label"] == "fall"]
+            delays += [ev.detect_s - f["impact_s"] for ev in evs for f in falls
+                       if f["start_s"] - MATCH_S <= ev.onset_s <= f["impact_s"] + MATCH_S]
     return tp, fp, fn
 
 
@@ -165,11 +171,14 @@ def main() -> int:
     print("\n  event level (onset within [start-3 s, impact+3 s]):")
     res = {}
     for name, fn, o, meth in configs:
-        tp, fp, fnn = detect(caps, fn, o, meth)
+        delays: list[float] = []
+        tp, fp, fnn = detect(caps, fn, o, meth, delays)
         p, r, f = prf(tp, fp, fnn)
         res[name] = f
+        late = (f"; reported {np.median(delays):.1f} s after the impact (median; "
+                f"{min(delays):.1f}-{max(delays):.1f})" if delays else "")
         print(f"    {name:<18} TP {tp:3d} FP {fp:3d} FN {fnn:3d}  precision {p:.3f} recall "
-              f"{r:.3f} F1 {f:.3f}")
+              f"{r:.3f} F1 {f:.3f}{late}")
     for n in ops:
         print(f"  event F1 int8 vs fp32 ({n}): "
               f"{100 * (res[f'fp32 {n}'] - res[f'int8 {n}']):+.2f} points")
