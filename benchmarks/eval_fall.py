@@ -41,7 +41,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from agent.inference import load_model  # noqa: E402
 from agent.pipelines import PIPELINES  # noqa: E402
 from agent.pipelines.wifi_fall import model_operating_point  # noqa: E402
-from models.train_fall import MATCH_S, capture_features, match_events, prf  # noqa: E402
+from models.train_fall import (  # noqa: E402
+    capture_features,
+    detector_options,
+    match_events,
+    prf,
+)
 from sensing.formats import open_capture  # noqa: E402
 from sensing.simulate import load_truth  # noqa: E402
 from sensing.simulate.csi_activity import csi_activity  # noqa: E402
@@ -70,12 +75,8 @@ def window_report(name: str, y: np.ndarray, pred: np.ndarray) -> dict[str, float
     return {"fall_f1": float(f[CLASSES.index("fall")]), "macro_f1": macro}
 
 
-#: Operating-point keys passed to FallDetector.
-OP_KEYS = ("threshold", "consecutive", "within", "refractory_s", "still_s", "still_log", "settle_s")
-
-
 def _detector(op):
-    return FallDetector(None, **{k: op[k] for k in OP_KEYS if k in op})
+    return FallDetector(None, **detector_options(op))
 
 
 def poisson_upper(n: int, conf: float = 0.95) -> float:
@@ -94,12 +95,8 @@ def detect(caps, proba_fn, op, method, delays: list[float] | None = None):
         det = _detector(op)
         det.method = method
         evs = det.step(c["ends"], c["X"], proba_fn(c["X"]))
-        a, b, m = match_events(evs, c["intervals"])
+        a, b, m = match_events(evs, c["intervals"], delays)
         tp, fp, fn = tp + a, fp + b, fn + m
-        if delays is not None:
-            falls = [iv for iv in c["intervals"] if iv["label"] == "fall"]
-            delays += [ev.detect_s - f["impact_s"] for ev in evs for f in falls
-                       if f["start_s"] - MATCH_S <= ev.onset_s <= f["impact_s"] + MATCH_S]
     return tp, fp, fn
 
 

@@ -53,6 +53,7 @@ from sensing.wifi.fall import (
     FEATURE_NAMES,
     FEATURE_VERSION,
     GRID_HZ,
+    OPERATING_POINT_KEYS,
     POST_S,
     WINDOW_S,
     FallDetector,
@@ -209,8 +210,11 @@ def stack(captures: Iterable[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(Xs), np.concatenate(ys).astype(np.int64)
 
 
-def match_events(events, intervals: list[dict[str, Any]]) -> tuple[int, int, int]:
-    """(true positives, false positives, missed falls) of fall events against the truth."""
+def match_events(events, intervals: list[dict[str, Any]],
+                 delays: list[float] | None = None) -> tuple[int, int, int]:
+    """(true positives, false positives, missed falls) of fall events against the truth;
+    ``delays`` (optional) collects, per matched event, its decision time minus the fall's
+    impact (s)."""
     falls = [iv for iv in intervals if iv["label"] == "fall"]
     used: set[int] = set()
     fp = 0
@@ -219,6 +223,8 @@ def match_events(events, intervals: list[dict[str, Any]]) -> tuple[int, int, int
                and f["start_s"] - MATCH_S <= ev.onset_s <= f["impact_s"] + MATCH_S]
         if hit:
             used.add(hit[0])
+            if delays is not None:
+                delays.append(ev.detect_s - falls[hit[0]]["impact_s"])
         else:
             fp += 1
     return len(used), fp, len(falls) - len(used)
@@ -466,10 +472,9 @@ def _fall_f1(out_dir: str | None, precision: str, X: np.ndarray, y: np.ndarray) 
     return float(f1_score(y == fall, model.predict_proba(X).argmax(1) == fall))
 
 
-def _detector_options(op: dict[str, Any]) -> dict[str, Any]:
+def detector_options(op: dict[str, Any]) -> dict[str, Any]:
     """The :class:`FallDetector` options of a chosen operating point."""
-    return {k: op[k] for k in ("threshold", "consecutive", "within", "refractory_s", "still_s",
-                               "still_log", "settle_s") if k in op}
+    return {k: op[k] for k in OPERATING_POINT_KEYS if k in op}
 
 
 def _build(build_model, est, Xtr, ytr, Xv, yv, train, tune, tune_ord, val, ops, args, qopts,
@@ -501,8 +506,8 @@ def _build(build_model, est, Xtr, ytr, Xv, yv, train, tune, tune_ord, val, ops, 
                     "window + 10 s post period",
         # ``operating_point``: the default one (what a pipeline without the
         # ``operating_point`` option uses; the only one of models before v4.1)
-        extra={"operating_point": _detector_options(ops["default"]),
-               "operating_points": {name: _detector_options(op) for name, op in ops.items()},
+        extra={"operating_point": detector_options(ops["default"]),
+               "operating_points": {name: detector_options(op) for name, op in ops.items()},
                "tuning": {name: {k: v for k, v in op.items() if k != "grid"}
                           for name, op in ops.items()},
                "quick": bool(args.quick)},

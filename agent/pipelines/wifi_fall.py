@@ -12,6 +12,7 @@ from sensing.wifi.fall import (
     CLASSES,
     FEATURE_NAMES,
     N_FEATURES,
+    OPERATING_POINT_KEYS,
     RULE_OPERATING_POINT,
     FallDetector,
     FallEvent,
@@ -61,8 +62,7 @@ class WifiFallPipeline(Pipeline):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        known = {"model", "method", "operating_point", "threshold", "consecutive", "within",
-                 "refractory_s", "still_s", "still_log", "settle_s", "models_dir"}
+        known = {"model", "method", "operating_point", "models_dir", *OPERATING_POINT_KEYS}
         unknown = set(options) - known
         if unknown:
             raise ValueError(f"wifi_fall: unknown option(s) {sorted(unknown)}; "
@@ -86,9 +86,7 @@ class WifiFallPipeline(Pipeline):
                 op = model_operating_point(self.model.meta, self.operating_point)
         if self.model is None:
             op = dict(RULE_OPERATING_POINT)
-        kw = {k: options.get(k, op.get(k)) for k in ("threshold", "consecutive", "within",
-                                                     "refractory_s", "still_s", "still_log",
-                                                     "settle_s")}
+        kw = {k: options.get(k, op.get(k)) for k in OPERATING_POINT_KEYS}
         kw = {k: v for k, v in kw.items() if v is not None}
         if self.model is not None:
             self.detector = FallDetector(self.model.predict_proba, labels=self.model.labels,

@@ -752,6 +752,10 @@ RULE = {"peak_log": 3.3, "fine_peak_log": 4.3, "burst_s": 1.8, "speed_ratio": 0.
 #: Operating point of the rule (its own; chosen on the tuning split, seeds 50 000-50 019 and
 #: 60 000-60 039: tune event F1 0.61, 13 false alarms in 10.2 h; docs/fall.md).
 RULE_OPERATING_POINT = {"threshold": 0.5, "consecutive": 6, "refractory_s": 30.0}
+#: The :class:`FallDetector` options an operating point may set (manifest
+#: ``extra.operating_points``, pipeline options).
+OPERATING_POINT_KEYS = ("threshold", "consecutive", "within", "refractory_s", "still_s",
+                        "still_log", "settle_s")
 
 
 def rule_fall_probability(X: np.ndarray) -> np.ndarray:
