@@ -21,6 +21,8 @@ See ``docs/agent.md`` for the reference of every key.
 
 from __future__ import annotations
 
+import copy
+import functools
 import glob
 import json
 import math
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from sensing.errors import AmbisenseError
 
@@ -104,68 +106,6 @@ class _SourceBase(_Model):
     """Chunks buffered between the reader and the pipelines (live sources drop when full)."""
 
 
-class Esp32SerialSourceConfig(_SourceBase):
-    """ESP32 CSI firmware on a serial port (``sensing.sources.serial``)."""
-
-    type: Literal["esp32_serial"]
-    url: str = Field(min_length=1)
-    baudrate: int = Field(921600, ge=1200, le=12_000_000)
-    chunk_size: int = Field(64, ge=1, le=100_000)
-    max_latency_s: float = Field(0.5, gt=0, le=60)
-    ltf: Literal["lltf", "htltf", "stbc_htltf"] = "lltf"
-
-
-class NexmonUdpSourceConfig(_SourceBase):
-    """Nexmon CSI UDP packets (``sensing.sources.udp``)."""
-
-    type: Literal["nexmon_udp"]
-    host: str = Field("0.0.0.0", min_length=1)
-    port: int = Field(5500, ge=1, le=65535)
-    chunk_size: int = Field(64, ge=1, le=100_000)
-    max_latency_s: float = Field(0.5, gt=0, le=60)
-    chip: str | None = Field(None, min_length=1)
-    """Force the chip (e.g. ``bcm43455c0``) instead of reading the chip version field."""
-
-
-class EdfFollowSourceConfig(_SourceBase):
-    """A growing EDF file written by an EEG recorder (``sensing.sources.edf_follow``)."""
-
-    type: Literal["edf_follow"]
-    path: str = Field(min_length=1)
-    poll_s: float = Field(0.5, gt=0, le=60)
-
-
-class ReplaySourceConfig(_SourceBase):
-    """A recorded capture (any registered format) replayed as a stream.
-
-    ``path`` may be a file, a directory (every capture in it, one stream each) or a glob.
-    """
-
-    type: Literal["replay"]
-    path: str = Field(min_length=1)
-    format: str | None = None
-    loop: bool = False
-    realtime: bool = False
-    chunk_size: int | None = Field(None, ge=1, le=100_000)
-    """Rows per chunk; default: the format reader's own (e.g. 256 CSI packets)."""
-
-
-SourceConfig = Annotated[
-    Union[  # noqa: UP007 - a discriminated union reads better spelled out
-        Esp32SerialSourceConfig, NexmonUdpSourceConfig, EdfFollowSourceConfig, ReplaySourceConfig
-    ],
-    Field(discriminator="type"),
-]
-
-#: Source type name → config model (the registry of runnable types is agent.sources).
-SOURCE_CONFIGS: dict[str, type[_SourceBase]] = {
-    "esp32_serial": Esp32SerialSourceConfig,
-    "nexmon_udp": NexmonUdpSourceConfig,
-    "edf_follow": EdfFollowSourceConfig,
-    "replay": ReplaySourceConfig,
-}
-
-
 class AgentSection(_Model):
     name: SourceName = Field(default_factory=_hostname)
     """Device name: MQTT client id / topic part and the status line's label."""
@@ -174,21 +114,66 @@ class AgentSection(_Model):
 
 
 class SinksSection(_Model):
+    """``[sinks]``: the console and a JSON Lines file; any other key is the
+    ``[sinks.<key>]`` table of a sink plug-in (validated by that sink's ``Params``)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
     console: Literal["table", "jsonl", "off"] = "table"
     jsonl_file: str | None = Field(None, min_length=1)
     """Append every event to this JSON Lines file."""
 
 
-class AgentConfig(_Model):
-    """The whole ``agent.toml``."""
+class _AgentConfigBase(_Model):
+    """The whole ``agent.toml`` (``sources`` is added from the source registry)."""
 
     agent: AgentSection = AgentSection()
-    sources: list[SourceConfig] = Field(min_length=1)
+    sources: list[Any] = Field(min_length=1)
+    """``[[sources]]``: one table per source (its model is set by :func:`config_models`)."""
     pipelines: dict[str, dict[str, Any]] = {}
     """``[pipelines.<name>]``: options passed to every instance of that pipeline."""
     sinks: SinksSection = SinksSection()
     mqtt: dict[str, Any] | None = None
     """``[mqtt]``: validated against ``agent.sinks.mqtt.MqttSettings`` (see :func:`mqtt_settings`)."""
+
+
+@dataclass(frozen=True)
+class ConfigModels:
+    """The config schema, built from the registries: one ``[[sources]]`` model per
+    registered source type (the common keys of :class:`_SourceBase` plus the source's
+    own ``Params``), and the whole-file model."""
+
+    sources: dict[str, type[_SourceBase]]
+    agent: type[_AgentConfigBase]
+
+
+@functools.cache
+def config_models() -> ConfigModels:
+    """Build (once per process) the config models from :data:`sensing.sources.SOURCES`."""
+    from sensing.sources import SOURCES
+
+    models: dict[str, type[_SourceBase]] = {}
+    for name, cls in SOURCES.items():
+        fields: dict[str, Any] = {"type": (Literal[name], ...)}
+        for fname, finfo in cls.Params.model_fields.items():
+            fields[fname] = (finfo.annotation, copy.deepcopy(finfo))
+        doc = (cls.__doc__ or "").strip().split("\n")[0]
+        models[name] = create_model(f"{cls.__name__}Config", __base__=_SourceBase,
+                                    __doc__=doc, **fields)
+    union = Annotated[Union[tuple(models.values())], Field(discriminator="type")]  # noqa: UP007
+    agent = create_model("AgentConfig", __base__=_AgentConfigBase,
+                         __doc__="The whole ``agent.toml``.",
+                         sources=(list[union], Field(min_length=1)))
+    return ConfigModels(models, agent)
+
+
+def __getattr__(name: str) -> Any:
+    """``AgentConfig`` and ``SOURCE_CONFIGS`` (type name → model), built on first use."""
+    if name == "AgentConfig":
+        return config_models().agent
+    if name == "SOURCE_CONFIGS":
+        return dict(config_models().sources)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -198,7 +183,7 @@ class LoadedConfig:
     Attributes
     ----------
     config : AgentConfig
-        The validated tree (relative paths already made absolute).
+        The validated tree (an instance of ``config_models().agent``) (relative paths already made absolute).
     origin : str
         File name used in messages.
     mqtt : object or None
@@ -208,7 +193,7 @@ class LoadedConfig:
         the start-up summary; never the value.
     """
 
-    config: AgentConfig
+    config: Any
     origin: str
     mqtt: Any = None
     secrets_from: dict[str, str] | None = None
@@ -389,6 +374,16 @@ def _known_keys(owner: type[BaseModel] | None) -> str:
     return ", ".join(owner.model_fields)
 
 
+def _broken_sources() -> str:
+    """Source modules or plug-ins that exist but could not be loaded in this build."""
+    from sensing.sources import SOURCES
+
+    if not SOURCES.broken:
+        return ""
+    return " (not available in this build: " + "; ".join(
+        f"{k}: {v}" for k, v in sorted(SOURCES.broken.items())) + ")"
+
+
 def format_validation_error(
     exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...] = ()
 ) -> list[str]:
@@ -413,11 +408,11 @@ def format_validation_error(
         if etype == "union_tag_invalid":
             tags = ctx.get("expected_tags", "")
             out.append(f"{path}.type: unknown source type {_got(ctx.get('tag'))}; expected one "
-                       f"of {tags.replace(chr(39), chr(34))}")
+                       f"of {tags.replace(chr(39), chr(34))}{_broken_sources()}")
             continue
         if etype == "union_tag_not_found":
             out.append(f"{path}.type: required key is missing; expected one of "
-                       + ", ".join(json.dumps(t) for t in SOURCE_CONFIGS))
+                       + ", ".join(json.dumps(t) for t in config_models().sources))
             continue
         if etype in ("model_type", "model_attributes_type", "dict_type"):
             out.append(f"{path}: expected a table, got {_got(value)}")
@@ -470,12 +465,13 @@ def validate(
     semantic: bool = True,
 ) -> LoadedConfig:
     """Validate a parsed config (structure, then meaning); raise :class:`ConfigError`."""
+    model = config_models().agent
     try:
-        cfg = AgentConfig.model_validate(data)
+        cfg = model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(origin, format_validation_error(exc, AgentConfig)) from None
+        raise ConfigError(origin, format_validation_error(exc, model)) from None
     cfg = _absolutize(cfg, base_dir)
-    issues: list[str] = []
+    issues: list[str] = sink_issues(cfg.sinks)
     mqtt = None
     secrets_from: dict[str, str] = {}
     if cfg.mqtt is not None:
@@ -496,14 +492,71 @@ def _abs(p: str | None, base: str) -> str | None:
     return p if os.path.isabs(p) or "://" in p else os.path.normpath(os.path.join(base, p))
 
 
-def _absolutize(cfg: AgentConfig, base: str) -> AgentConfig:
+def _absolutize(cfg: Any, base: str) -> Any:
+    """Relative file paths (fields declared ``param(..., path=True)``) made absolute."""
+    from sensing.params import is_path_field
+
     sources = []
     for s in cfg.sources:
-        if isinstance(s, (ReplaySourceConfig, EdfFollowSourceConfig)):
-            s = s.model_copy(update={"path": _abs(s.path, base)})
-        sources.append(s)
-    sinks = cfg.sinks.model_copy(update={"jsonl_file": _abs(cfg.sinks.jsonl_file, base)})
+        update = {k: _abs(getattr(s, k), base) for k, f in type(s).model_fields.items()
+                  if is_path_field(f) and getattr(s, k) is not None}
+        sources.append(s.model_copy(update=update) if update else s)
+    update: dict[str, Any] = {"jsonl_file": _abs(cfg.sinks.jsonl_file, base)}
+    if cfg.sinks.model_extra:
+        from agent.sinks import SINKS
+
+        tables = {cls.config_key: cls for _, cls in SINKS.items() if cls.config_key}
+        for key, table in cfg.sinks.model_extra.items():
+            cls = tables.get(key)
+            if cls is None or not isinstance(table, dict):
+                continue  # reported by sink_issues
+            update[key] = {k: _abs(v, base) if isinstance(v, str) and k in cls.Params.model_fields
+                           and is_path_field(cls.Params.model_fields[k]) else v
+                           for k, v in table.items()}
+    sinks = cfg.sinks.model_copy(update=update)
     return cfg.model_copy(update={"sources": sources, "sinks": sinks})
+
+
+def source_params(src: _SourceBase, **override: Any) -> Any:
+    """The source's own options (its class's ``Params``) from a validated ``[[sources]]``
+    entry, with ``override`` applied (e.g. one file of a replay's expansion)."""
+    from sensing.sources import SOURCES
+
+    cls = SOURCES.get(src.type)
+    values = {k: getattr(src, k) for k in cls.Params.model_fields}
+    return cls.Params.model_validate({**values, **override}, strict=False)
+
+
+def sink_issues(sinks: SinksSection) -> list[str]:
+    """``[sinks.<key>]`` tables of sink plug-ins: known key, options valid for its Params."""
+    from agent.sinks import SINKS
+    from sensing.params import OptionError
+
+    tables = {cls.config_key: cls for _, cls in SINKS.items() if cls.config_key}
+    issues = []
+    for key, table in (sinks.model_extra or {}).items():
+        cls = tables.get(key)
+        if cls is None:
+            known = ", ".join(["console", "jsonl_file", *sorted(tables)])
+            issues.append(f"sinks: unknown key {json.dumps(key)}; expected one of: {known}")
+            continue
+        if not isinstance(table, dict):
+            issues.append(f"sinks.{key}: expected a table, got {_got(table)}")
+            continue
+        try:
+            cls.Params.from_options(table)
+        except OptionError as exc:
+            issues.append(f"sinks.{key}: {exc}")
+    return issues
+
+
+def plugin_sinks(sinks: SinksSection) -> list[tuple[type, Any]]:
+    """``(sink class, validated Params)`` of every ``[sinks.<key>]`` plug-in table."""
+    from agent.sinks import SINKS
+
+    tables = {cls.config_key: cls for _, cls in SINKS.items() if cls.config_key}
+    return [(tables[k], tables[k].Params.from_options(v))
+            for k, v in (sinks.model_extra or {}).items()]
 
 
 # ---------------------------------------------------------------- MQTT and secrets
@@ -615,7 +668,7 @@ def expand_replay(path: str) -> list[str]:
     return out
 
 
-def replay_modalities(src: ReplaySourceConfig) -> tuple[list[tuple[str, str]], list[str]]:
+def replay_modalities(src: Any) -> tuple[list[tuple[str, str]], list[str]]:
     """``[(file, modality)]`` of a replay source, or messages why it cannot be replayed."""
     from sensing.formats import FORMATS, detect_format
 
@@ -644,10 +697,10 @@ def replay_modalities(src: ReplaySourceConfig) -> tuple[list[tuple[str, str]], l
     return out, bad
 
 
-def check_semantics(cfg: AgentConfig) -> list[str]:
+def check_semantics(cfg: Any) -> list[str]:
     """Meaning checks after the structure is valid (see module docstring)."""
     from agent.pipelines import PIPELINES
-    from agent.sources import SOURCE_TYPES
+    from sensing.sources import SOURCES
 
     issues: list[str] = []
     known = ", ".join(PIPELINES.names()) or "(none)"
@@ -664,13 +717,8 @@ def check_semantics(cfg: AgentConfig) -> list[str]:
                 issues.append(f"{where}.name: expected a name unique among the sources, got "
                               f"{json.dumps(src.name)} (also sources[{names_seen[src.name]}])")
             names_seen[src.name] = i
-        stype = SOURCE_TYPES.get(src.type)
-        why = stype.unavailable()
-        if why:
-            issues.append(f"{where}.type: source type {json.dumps(src.type)} is not available "
-                          f"in this build: {why}")
-            continue
-        if isinstance(src, ReplaySourceConfig):
+        stype = SOURCES.get(src.type)
+        if src.type == "replay":
             found, bad = replay_modalities(src)
             issues += [f"{where}.path: {m}" if not m.startswith("format:") else f"{where}.{m}"
                        for m in bad]
@@ -700,17 +748,19 @@ def check_semantics(cfg: AgentConfig) -> list[str]:
 
 
 def _try_options(where: str, name: str, opts: dict[str, Any]) -> list[str]:
-    """Instantiate the pipeline once: its constructor is the authority on its options."""
+    """Check options against the pipeline's parameter model only (nothing is built, no
+    model is loaded)."""
     from agent.pipelines import PIPELINES
+    from sensing.params import OptionError
 
     try:
-        PIPELINES.get(name)(**opts)
-    except (TypeError, ValueError, KeyError, OSError, AmbisenseError) as exc:
-        return [f"{where}: options rejected by the pipeline: {exc}"]
+        PIPELINES.get(name).check_options(opts)
+    except OptionError as exc:
+        return [f"{where}: {str(exc).removeprefix(name + ': ')}"]
     return []
 
 
-def pipeline_options(cfg: AgentConfig, src: _SourceBase, name: str) -> dict[str, Any]:
+def pipeline_options(cfg: Any, src: _SourceBase, name: str) -> dict[str, Any]:
     """Options of pipeline ``name`` for ``src``: ``[pipelines.<name>]`` then the source's."""
     return {**cfg.pipelines.get(name, {}), **src.pipeline_options.get(name, {})}
 

@@ -15,7 +15,6 @@ from agent.pipelines.shared import SharedStages
 from agent.sinks import Sink
 from sensing.formats import open_capture
 from sensing.frames import Frames
-from sensing.wifi.links import assemble_links
 
 log = logging.getLogger("ambisense.runner")
 
@@ -25,6 +24,7 @@ class StreamStats:
     """Counters of one stream run."""
 
     source: str
+    modality: str = ""
     frames: int = 0
     chunks: int = 0
     events: int = 0
@@ -33,6 +33,8 @@ class StreamStats:
     rejects: int = 0
     reject_reasons: dict[str, int] = field(default_factory=dict)
     pipelines: list[str] = field(default_factory=list)
+    #: Pipeline name → why it emitted nothing (only pipelines that emitted no event).
+    quiet: dict[str, str] = field(default_factory=dict)
 
     @property
     def speedup(self) -> float:
@@ -55,9 +57,7 @@ def run_stream(
     Parameters
     ----------
     chunks : iterable of Frames
-        A capture reader or a live source. Per-link CSI rows (Nexmon, one UDP packet
-        per core × spatial stream) are first assembled into multi-antenna packets
-        (:func:`sensing.wifi.links.assemble_links`; single-link streams pass unchanged).
+        A capture reader or a live source.
     pipelines : sequence of Pipeline
         Fresh pipeline instances (they keep per-stream state).
     sinks : sequence of Sink
@@ -79,14 +79,17 @@ def run_stream(
     first_s: float | None = None
     wall0 = time.perf_counter()
 
+    counts = dict.fromkeys(stats.pipelines, 0)
+
     def emit(dets, pipe: Pipeline) -> None:
+        counts[pipe.name] += len(dets)
         for det in dets:
             ev: Event = factory.make(det, pipe.name)  # type: ignore[union-attr]
             for sink in sinks:
                 sink.emit(ev)
             stats.events += 1
 
-    for fr in assemble_links(chunks):
+    for fr in chunks:
         if not len(fr):
             continue
         if factory is None:
@@ -100,7 +103,7 @@ def run_stream(
         stats.chunks += 1
         stats.stream_s = fr.end_s - first_s
         for pipe in pipelines:
-            emit(pipe.process(fr), pipe)
+            emit(pipe.push(fr), pipe)
         if on_chunk is not None:
             on_chunk(fr)
         if stop is not None and stop():
@@ -110,6 +113,11 @@ def run_stream(
     for pipe in pipelines:
         emit(pipe.flush(), pipe)
     stats.wall_s = time.perf_counter() - wall0
+    for pipe in pipelines:
+        if not counts[pipe.name]:
+            stats.quiet[pipe.name] = pipe.quiet_reason() or (
+                f"no {'/'.join(pipe.event_types) or 'event'} found in "
+                f"{stats.stream_s:.1f} s of {'capture' if stats.frames else 'an empty stream'}")
     return stats
 
 
@@ -173,6 +181,7 @@ def replay_capture(
         reader.chunks(), pipes, sinks, source=reader.source, realtime=realtime, on_chunk=bar
     )
     bar.done()
+    stats.modality = reader.modality
     stats.rejects = reader.rejects.total
     stats.reject_reasons = dict(reader.rejects.counts)
     for rej in reader.rejects.first[:3]:

@@ -31,15 +31,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config import AgentConfig, ReplaySourceConfig, RestartPolicy, expand_replay
+from agent.config import RestartPolicy, expand_replay, source_params
 from agent.events import Event
 from agent.pipelines import PIPELINES, Pipeline
 from agent.pipelines.shared import SharedStages
 from agent.runner import run_stream
 from agent.sinks import Sink
-from agent.sources import SOURCE_TYPES, open_replay
 from sensing.detections import Detection
 from sensing.frames import Frames
+from sensing.sources import SOURCES
 
 log = logging.getLogger("ambisense.agent")
 
@@ -57,7 +57,7 @@ class StreamSpec:
     kind : str
         Source type (``esp32_serial``, ``replay`` …).
     open : callable
-        Returns a fresh source object (see :mod:`agent.sources`); called again on restart.
+        Returns a fresh opened source (see :mod:`sensing.sources`); called again on restart.
     pipelines : list of (Pipeline class, options)
         Pipelines to run and their options.
     restart : RestartPolicy
@@ -83,29 +83,30 @@ def _stream_name(src: Any, index: int, path: str | None = None, many: bool = Fal
     return src.name or f"{src.type}{index}"
 
 
-def build_streams(cfg: AgentConfig) -> list[StreamSpec]:
+def build_streams(cfg: Any) -> list[StreamSpec]:
     """One :class:`StreamSpec` per source (a replay of a directory or glob gives one per
     capture file). Pipelines default to every default pipeline of the source's modality."""
     from agent.config import pipeline_options, replay_modalities
 
     specs: list[StreamSpec] = []
     for i, src in enumerate(cfg.sources):
-        stype = SOURCE_TYPES.get(src.type)
-        if isinstance(src, ReplaySourceConfig):
+        stype = SOURCES.get(src.type)
+        replay = src.type == "replay"
+        if replay:
             found, _ = replay_modalities(src)
             targets = [(path, mod) for path, mod in found]
         else:
             targets = [(None, stype.modality)]
         for path, modality in targets:
-            name = _stream_name(src, i, path, many=len(expand_replay(src.path)) > 1
-                                if isinstance(src, ReplaySourceConfig) else False)
+            name = _stream_name(src, i, path,
+                                many=replay and len(expand_replay(src.path)) > 1)
             if src.pipelines is not None:
                 names = [n for n in src.pipelines if modality in PIPELINES.get(n).modalities]
             else:
                 names = [n for n, c in PIPELINES.items() if c.default and modality in c.modalities]
             pipes = [(PIPELINES.get(n), pipeline_options(cfg, src, n)) for n in names]
-            opener = functools.partial(open_replay, src, name, path) if path is not None \
-                else functools.partial(stype.open, src, name)
+            params = source_params(src, **({"path": path} if path is not None else {}))
+            opener = functools.partial(stype.from_params, params, name)
             if not pipes:
                 log.warning("%s: no pipeline accepts %s data; its frames are only counted",
                             name, modality)
@@ -186,9 +187,10 @@ class GuardedPipeline(Pipeline):
 
     def __init__(self, cls: type[Pipeline], options: dict[str, Any], policy: RestartPolicy,
                  stream: str) -> None:
-        super().__init__(**options)
+        super().__init__()
         self.name = cls.name  # type: ignore[misc] - instance name shadows the class attribute
         self.cls = cls
+        self.options = dict(options)
         self.policy = policy
         self.stream = stream
         self.stats = PipelineStats()
@@ -230,7 +232,7 @@ class GuardedPipeline(Pipeline):
                     self.name, what, self.stats.last_error, delay, self._attempt,
                     exc_info=log.isEnabledFor(logging.DEBUG))
 
-    def process(self, frames: Frames) -> list[Detection]:
+    def push(self, frames: Frames) -> list[Detection]:
         if self.inner is None:
             if time.monotonic() < self._retry_at:
                 self.stats.drops += len(frames)
@@ -242,7 +244,7 @@ class GuardedPipeline(Pipeline):
                 return []
         t = time.perf_counter()
         try:
-            dets = self.inner.process(frames)
+            dets = self.inner.push(frames)
         except Exception as exc:  # noqa: BLE001 - isolate the failure, keep the stream
             self.stats.busy_s += time.perf_counter() - t
             self._failed("failed", exc)

@@ -63,7 +63,7 @@ def run(path: Path, sample_every_s: float | None = None) -> dict:
     w0, c0 = time.perf_counter(), time.process_time()
     stream_s = 0.0
     for fr in reader.chunks():
-        events += pipe.process(fr)
+        events += pipe.push(fr)
         stream_s = fr.end_s
         if next_sample is not None and stream_s >= next_sample:
             samples.append((round(stream_s / 3600, 2), round(rss_mb(), 1)))

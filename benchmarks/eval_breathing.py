@@ -32,7 +32,6 @@ from sensing.simulate.csi_breathing import (  # noqa: E402
     simulate_csi_breathing,
 )
 from sensing.wifi.breathing import BreathingEstimator  # noqa: E402
-from sensing.wifi.links import assemble_links  # noqa: E402
 
 
 def run_case(duration_s: float = 90.0, estimator: dict | None = None,
@@ -41,20 +40,18 @@ def run_case(duration_s: float = 90.0, estimator: dict | None = None,
 
     ``file_format="memory"`` streams the simulator's frames directly; ``"esp32"``,
     ``"intel5300"`` or ``"nexmon"`` writes that file format to a temporary directory and
-    reads it back through the format's reader (and, for Nexmon, the per-link assembly that
-    ``ambisense replay`` applies).
+    reads it back through the format's reader (for Nexmon, with its per-link assembly).
     """
     est = BreathingEstimator(**(estimator or {}))
     if file_format == "memory":
         truth, frames = generate(duration_s=duration_s, **params)
-        dets = [d for fr in frames for d in est.update(fr)]
+        dets = [d for fr in frames for d in est.push(fr)]
     else:
         with tempfile.TemporaryDirectory(prefix="eval_breathing_") as tmp:
             path = os.path.join(tmp, "capture")
             truth = simulate_csi_breathing(path, duration_s=duration_s,
                                            file_format=file_format, **params)
-            dets = [d for fr in assemble_links(open_capture(path).chunks())
-                    for d in est.update(fr)]
+            dets = [d for fr in open_capture(path).chunks() for d in est.push(fr)]
     score = score_detections(dets, truth, window_s=est.window_s, hop_s=est.hop_s)
     score.update(params)
     score["stats"] = dict(est.stats)

@@ -76,7 +76,7 @@ def window_report(name: str, y: np.ndarray, pred: np.ndarray) -> dict[str, float
 
 
 def _detector(op):
-    return FallDetector(None, **detector_options(op))
+    return FallDetector(**detector_options(op))
 
 
 def poisson_upper(n: int, conf: float = 0.95) -> float:
@@ -219,7 +219,7 @@ def main() -> int:
         csi_activity(f, seed=TEST_SEED0 + 999, duration_s=120.0, falls=2)
         truth = load_truth(f)
         pipe = PIPELINES.get("wifi_fall")()
-        dets = [d for fr in open_capture(f) for d in pipe.process(fr)] + pipe.flush()
+        dets = [d for fr in open_capture(f) for d in pipe.push(fr)] + pipe.flush()
         falls = [iv for iv in truth["intervals"] if iv["label"] == "fall"]
         print(f"  true falls at {[round(iv['start_s'], 1) for iv in falls]} s; detected "
               f"{[(round(d.offset_s, 1), d.extra['method'], round(d.confidence, 2)) for d in dets]}")

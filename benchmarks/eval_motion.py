@@ -47,8 +47,8 @@ INTEL = DATA / "csikit-intel5300-labeled" / "activity"
 
 def run(path: Path, threshold: float | None = None, cal=None, t_from: float = -1.0):
     """Detector states of one capture, as arrays (end_s, score, active, moving, presence)."""
-    det = MotionDetector(cal, threshold=threshold)
-    st = [s for fr in open_capture(path) for s in det.update(fr)]
+    det = MotionDetector(calibration=cal, threshold=threshold)
+    st = [s for fr in open_capture(path) for s in det.push(fr)]
     st = [s for s in st if s.end_s - det.scorer.window_s >= t_from - 1e-9]
     return (np.array([s.end_s for s in st]), np.array([s.score for s in st]),
             np.array([s.active for s in st]), np.array([s.moving for s in st]),

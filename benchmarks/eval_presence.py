@@ -109,13 +109,13 @@ def run_capture(seed: int, kind: str) -> Raw:
     cal = calibrate(generate(seed=seed, chunk_packets=1024, **sc, **extra)[1], max_s=CAL_S)
     truth, frames = generate(seed=seed, chunk_packets=1024, **sc, **extra)
     det = MotionDetector(breathing=False)
-    detc = MotionDetector(cal, breathing=False)
+    detc = MotionDetector(calibration=cal, breathing=False)
     ev = breathing_evidence(min_confidence=0.0)
     st, stc, br = [], [], []
     for fr in frames:
-        st += det.update(fr)
-        stc += detc.update(fr)
-        br += [(d.offset_s, d.confidence, float(d.value)) for d in ev.update(fr)]
+        st += det.push(fr)
+        stc += detc.push(fr)
+        br += [(d.offset_s, d.confidence, float(d.value)) for d in ev.push(fr)]
     thr = cal.profile_threshold
     return Raw(kind, sc, truth, np.array([s.end_s for s in st]),
                np.array([s.moving for s in st]), np.array([s.moving for s in stc]),
@@ -290,7 +290,7 @@ def check(seed: int) -> None:
     _, frames = generate(seed=seed, chunk_packets=333, **sc, duration_s=SESSION_S,
                          absent_s=f"0-{ARRIVE_S:g},{LEAVE_S:g}-{SESSION_S:g}", fidgets=3)
     det = MotionDetector()
-    full = [s.presence for fr in frames for s in det.update(fr)]
+    full = [s.presence for fr in frames for s in det.push(fr)]
     rep, _ = replay(raw, False, BREATH_MIN_CONFIDENCE, BREATH_HOLD_S, BREATH_CONFIRM)
     same = len(full) == len(rep) and all(a == b for a, b in zip(full, rep, strict=True))
     print(f"check seed {seed}: MotionDetector vs replay identical: {same} ({len(full)} windows)")
@@ -315,7 +315,7 @@ def real() -> None:
         row = []
         for br in (False, True):
             det = MotionDetector(breathing=br)
-            st = [s for fr in open_capture(f) for s in det.update(fr)]
+            st = [s for fr in open_capture(f) for s in det.push(fr)]
             p = np.array([s.presence for s in st])
             ev = sorted({s.evidence for s in st if s.presence == "still"})
             row.append(" ".join(f"{k[0]}{np.mean(p == k):.2f}" for k in STATES)
@@ -331,7 +331,7 @@ def real() -> None:
     print("\n  diagnostic, 15 s breathing windows (8–40 breaths/min), files >= 15 s:")
     for f in files:
         est = BreathingEstimator(window_s=15.0, hop_s=1.0, min_bpm=8.0, min_confidence=0.0)
-        d = [x for fr in open_capture(f) for x in est.update(fr)]
+        d = [x for fr in open_capture(f) for x in est.push(fr)]
         if not est.stats["windows"]:
             continue
         ok = [x for x in d if x.confidence >= BREATH_MIN_CONFIDENCE]

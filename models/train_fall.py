@@ -238,7 +238,7 @@ def events_for(capture: dict[str, Any], proba: np.ndarray, threshold: float,
     length, None = ``consecutive``)."""
     still = {} if still_log is None else {"still_s": STILL_S, "still_log": still_log,
                                           "settle_s": SETTLE_S}
-    det = FallDetector(None, threshold=threshold, consecutive=consecutive, within=within,
+    det = FallDetector(threshold=threshold, consecutive=consecutive, within=within,
                        **still)
     det.method = method
     return det.step(capture["ends"], capture["X"], proba)

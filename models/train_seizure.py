@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sensing.eeg.bonn import bonn_segments
 from sensing.eeg.evaluate import long_recordings, score_long, segment_features, segment_scores
 from sensing.eeg.features import FEATURE_NAMES
 from sensing.formats.eeg_text import BONN_FS_HZ
+from sensing.formats.eeg_text.bonn import bonn_segments
 
 SEED = 0
 WINDOW_S = 4.0

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-#: Modalities a chunk can carry; each detector declares which ones it accepts.
+#: The built-in modalities; each detector declares which ones it accepts. A new modality
+#: (a plug-in's, or a new ``sensing/<modality>/`` folder) is any other lowercase
+#: identifier: a reader yields it and pipelines name it, nothing here changes.
 MODALITIES = ("wifi_csi", "audio", "eeg", "uwb_cir", "lora_iq")
+
+_MODALITY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 @dataclass
@@ -29,7 +34,7 @@ class Frames:
     fs_hz : float or None
         Nominal sample / packet rate in Hz (``None`` when irregular and unknown).
     modality : str
-        One of :data:`MODALITIES`.
+        One of :data:`MODALITIES`, or a lowercase identifier of a new modality.
     source : str
         Device or file name the chunk came from.
     subcarriers : numpy.ndarray or None
@@ -56,8 +61,9 @@ class Frames:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.modality not in MODALITIES:
-            raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.modality not in MODALITIES and not _MODALITY.match(str(self.modality)):
+            raise ValueError(f"modality must be one of {MODALITIES} or another lowercase "
+                             f"identifier, got {self.modality!r}")
         n = len(self.data)
         if len(self.times_s) != n:
             raise ValueError(f"times_s has {len(self.times_s)} entries for {n} rows of data")

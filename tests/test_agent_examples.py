@@ -1,8 +1,11 @@
-"""The documented example configs in firmware_configs/ validate, and the systemd unit is sane."""
+"""The documented example configs in firmware_configs/ validate, the systemd unit is sane,
+and the demo (what agent-replay-demo.toml runs) gives the events the samples' truth expects."""
 
 from __future__ import annotations
 
 import configparser
+import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -75,3 +78,61 @@ def test_docs_describe_every_config_key():
                       if f"`{k}`" not in doc and f"`[{k}]`" not in doc
                       and f"`[[{k}]]`" not in doc})
     assert not missing, missing
+
+
+SAMPLES = REPO / "agent" / "samples"
+
+
+def _truth(name: str) -> dict:
+    return json.loads((SAMPLES / f"{name}.truth.json").read_text())
+
+
+def test_demo_events_match_the_samples_truth(tmp_path, capsys):
+    """``ambisense agent --demo`` on the bundled samples: the events agent/samples/README.md
+    promises, checked against each sample's ``.truth.json``."""
+    from agent.cli import main
+    from sensing.simulate.csi_breathing import window_truth_bpm
+
+    out = tmp_path / "events.jsonl"
+    rc = main(["agent", "--demo", "--events-file", str(out), "--status-interval", "0"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    events = [json.loads(x) for x in out.read_text().splitlines()]
+    by_source: dict[str, list[dict]] = {}
+    for e in events:
+        by_source.setdefault(e["source"], []).append(e)
+    samples = {p.name for p in SAMPLES.iterdir()
+               if p.is_file() and p.name != "README.md" and not p.name.endswith(".truth.json")}
+    assert set(by_source) == samples == {"esp32_breathing_15bpm.csv", "eeg_seizure_demo.edf"}
+
+    # WiFi: one person breathing at ~15/min, still, present all along (no motion, no absence)
+    name = "esp32_breathing_15bpm.csv"
+    truth, evs = _truth(name), by_source[name]
+    assert truth["motion_intervals_s"] == [] and truth["absence_intervals_s"] == []
+    assert Counter(e["type"] for e in evs) == {"breathing_rate": 6, "presence": 1}
+    rates = [e for e in evs if e["type"] == "breathing_rate"]
+    assert [e["offset_s"] for e in rates] == [30.0, 35.0, 40.0, 45.0, 50.0, 55.0]
+    for e in rates:
+        ref = window_truth_bpm(truth, e["offset_s"], e["window_s"])
+        assert abs(e["value"] - ref) < 0.3, (e["offset_s"], e["value"], ref)
+        assert e["unit"] == "bpm" and e["window_s"] == 30.0 and 0.5 < e["confidence"] <= 1.0
+    for e in evs:
+        if e["type"] == "presence":
+            assert e["value"] == 1 and e["state"] == "still" and e["evidence"] == "breathing"
+            assert abs(e["breathing_bpm"] - truth["rate_bpm"]) < 0.5
+
+    # EEG: both seizures found, each alerted within 10 s of its onset, no false alarm
+    name = "eeg_seizure_demo.edf"
+    truth, evs = _truth(name), by_source[name]
+    assert Counter(e["type"] for e in evs) == {"seizure_alert": 2, "seizure": 2}
+    seizures = [e for e in evs if e["type"] == "seizure"]
+    alerts = [e for e in evs if e["type"] == "seizure_alert"]
+    assert len(truth["seizures"]) == 2
+    for sz, alert, ref in zip(seizures, alerts, truth["seizures"], strict=True):
+        onset, dur = ref["onset_s"], ref["duration_s"]
+        assert abs(sz["offset_s"] - onset) < 5.0, (sz["offset_s"], onset)
+        assert sz["unit"] == "s" and sz["value"] == sz["duration_s"]
+        assert 0.5 * dur < sz["value"] and sz["offset_s"] + sz["value"] <= onset + dur + 10.0
+        assert alert["offset_s"] == sz["offset_s"] and alert["value"] is None
+        assert alert["detected_at_s"] - onset <= 10.0
+        assert sz["confidence"] > 0.9 and alert["confidence"] > 0.9

@@ -107,10 +107,11 @@ def test_demo_on_the_bundled_samples(tmp_path, capsys, monkeypatch):
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     events = read_events(tmp_path / "ambisense-events.jsonl")
-    assert events, cap.err
     assert [json.loads(x) for x in cap.out.splitlines()] == events
-    replayed = re.findall(r"^(\S+): done, (\d+) frames", cap.err, re.M)
-    assert len(replayed) >= 1 and all(int(n) > 0 for _, n in replayed)
+    captures = sorted(p.name for p in samples.iterdir() if p.suffix in (".csv", ".edf"))
+    assert sorted({e["source"] for e in events}) == captures, cap.err
+    replayed = dict(re.findall(r"^(\S+): done, (\d+) frames", cap.err, re.M))
+    assert sorted(replayed) == captures and all(int(n) > 0 for n in replayed.values())
 
 
 def test_a_source_that_gives_up_makes_the_agent_exit_1(tmp_path, capsys, caplog):

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from sensing.formats import open_capture
-from sensing.formats.writers import Intel5300Writer, NexmonPcapWriter
+from sensing.formats.intel5300 import Intel5300Writer
+from sensing.formats.nexmon_pcap import LinkAssembler, NexmonPcapWriter
 from sensing.frames import Frames
 from sensing.simulate.csi_breathing import simulate_csi_breathing, window_truth_bpm
 from sensing.wifi.breathing import ratio_axis
-from sensing.wifi.links import LinkAssembler, assemble_links
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CSI = ROOT.parent / "shared" / "data" / "csi"
@@ -79,12 +79,13 @@ def test_nexmon_writer_round_trip_and_assembly(tmp_path, nfft):
     with open(path, "wb") as fh:
         NexmonPcapWriter(fh, chip="bcm4339", channel=11).write(
             csi, np.arange(30) * 0.02, np.arange(100, 130), np.full(30, -60), t0_s=1.7e9)
-    reader = open_capture(path, chunk_size=7)  # groups straddle chunk boundaries
-    assert reader.name == "nexmon_pcap"
-    rows = list(reader.chunks())
+    # groups straddle chunk boundaries
+    rows = list(open_capture(path, chunk_size=7, assemble=False).chunks())
     assert sum(len(f) for f in rows) == 30 * 4
     assert rows[0].meta["channel"] == 11 and rows[0].meta["bandwidth_mhz"] == nfft * 5 // 16
-    packets = list(assemble_links(iter(rows)))
+    reader = open_capture(path, chunk_size=7)  # the reader assembles them
+    assert reader.name == "nexmon_pcap"
+    packets = list(reader.chunks())
     data = np.concatenate([f.data for f in packets])
     np.testing.assert_array_equal(data, csi)
     np.testing.assert_allclose(np.concatenate([f.times_s for f in packets]), np.arange(30) * 0.02,
@@ -125,8 +126,8 @@ def test_single_link_stream_passes_through_unchanged():
                     reason="shared data (../shared/data/csi) not present in this checkout")
 def test_real_bcm4339_capture_assembles_three_spatial_streams():
     path = SHARED_CSI / "csikit-nexmon" / "example_4339.pcap"
-    rows = list(open_capture(path).chunks())
-    packets = list(assemble_links(iter(rows)))
+    rows = list(open_capture(path, assemble=False).chunks())
+    packets = list(open_capture(path).chunks())
     data = np.concatenate([f.data for f in packets])
     assert data.shape == (950, 256, 1, 3)
     flat = np.concatenate([f.data[:, :, 0, 0] for f in rows])
@@ -162,7 +163,7 @@ def test_breathing_through_binary_formats(tmp_path, file_format, n_rx):
 
 
 def test_live_udp_multi_stream_packets_are_assembled(tmp_path):
-    """The Pi's live path: per-stream UDP packets → NexmonUdpSource → assemble_links."""
+    """The Pi's live path: per-stream UDP packets → NexmonUdpSource, which assembles them."""
     from sensing.sources.udp import NexmonUdpSource
     from tests.test_source_udp import run, sender, udp_payloads
 
@@ -176,8 +177,7 @@ def test_live_udp_multi_stream_packets_are_assembled(tmp_path):
     assert len(payloads) == 120
     src = NexmonUdpSource("127.0.0.1", 0, chunk_size=16, max_latency_s=0.2)
 
-    chunks = run(src, sender(payloads))
-    packets = list(assemble_links(iter(chunks)))
+    packets = run(src, lambda addr: sender(payloads)(addr) // 3)  # 3 datagrams per frame
     data = np.concatenate([f.data for f in packets])
     np.testing.assert_array_equal(data, csi)
 
@@ -193,6 +193,31 @@ def test_info_reports_the_link_layout_of_a_nexmon_capture(tmp_path, capsys):
                                                    np.full(12, -50))
     assert main(["info", "--json", str(path)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["frames"] == 72 and info["wifi_frames"] == 12
+    assert info["frames"] == info["wifi_frames"] == 12
+    assert info["shape"] == [[64, 2, 3]]
     assert info["cores"] == [0, 1] and info["spatial_streams"] == [0, 1, 2]
     assert info["incomplete_frames"] == 0
+
+
+def test_info_and_replay_count_the_same_frames(tmp_path, capsys):
+    """The reader assembles the links, so ``info`` and ``replay`` (which runs the reader's
+    chunks unchanged) report one frame count: Wi-Fi frames, not UDP packets."""
+    from agent.cli import main
+
+    rng = np.random.default_rng(5)
+    csi = _rand_csi(rng, (20, 64, 2, 2), 1000)
+    written = tmp_path / "w.pcap"
+    with open(written, "wb") as fh:
+        NexmonPcapWriter(fh, chip="bcm4339").write(csi, np.arange(20) * 0.01, np.arange(20),
+                                                   np.full(20, -50))
+    paths = [written]
+    real = SHARED_CSI / "csikit-nexmon" / "example_4358.pcap"  # 2 cores x 2 streams
+    if real.exists():
+        paths.append(real)
+    for path, n in zip(paths, (20, 1), strict=False):
+        assert main(["info", "--json", str(path)]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert main(["replay", "--jsonl", "--no-progress", str(path)]) == 0
+        err = capsys.readouterr().err
+        assert f"{path.name}: {n} frames," in err, err
+        assert info["frames"] == info["wifi_frames"] == n

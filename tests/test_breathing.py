@@ -13,18 +13,16 @@ import pytest
 
 from agent.cli import main
 from agent.pipelines import PIPELINES, pipelines_for
+from sensing.dsp import UniformBinner, hampel, resample_uniform
 from sensing.frames import Frames
 from sensing.simulate.csi_breathing import generate, score_detections, simulate_csi_breathing
 from sensing.wifi.breathing import BreathingEstimator, breathing_rate, estimate_rate
 from sensing.wifi.conditioning import (
-    UniformBinner,
     csi_ratio,
-    hampel,
     lltf_data_mask,
     normalize_amplitude,
     null_subcarrier_mask,
     remove_gain_steps,
-    resample_uniform,
     sanitize_phase,
     select_subcarriers,
 )
@@ -144,7 +142,7 @@ def test_estimate_rate_on_clean_sinusoid():
     t = np.arange(300) / 10
     x = 0.05 * rng.standard_normal((300, 20)) + np.outer(np.sin(2 * np.pi * 0.3 * t), rng.uniform(0.2, 1, 20))
     est = estimate_rate(x, 10.0)
-    assert est.bpm == pytest.approx(18.0, abs=0.3) and est.confidence > 0.8
+    assert est.per_min == pytest.approx(18.0, abs=0.3) and est.confidence > 0.8
     noise = estimate_rate(rng.standard_normal((300, 20)), 10.0)
     assert noise.confidence == 0.0
 
@@ -162,7 +160,7 @@ GRID = [
 def _run(duration_s: float = 60.0, **params):
     truth, frames = generate(duration_s=duration_s, **params)
     est = BreathingEstimator()
-    dets = [d for fr in frames for d in est.update(fr)]
+    dets = [d for fr in frames for d in est.push(fr)]
     return dets, truth, est
 
 
@@ -205,7 +203,7 @@ def test_multi_antenna_uses_csi_ratio():
     for fr in frames:
         f5300 = Frames(data=fr.data[:, sel], times_s=fr.times_s, fs_hz=None, modality="wifi_csi",
                        source="intel", subcarriers=groups, meta={"bandwidth_mhz": 20})
-        dets += est.update(f5300)
+        dets += est.push(f5300)
     sc = score_detections(dets, truth)
     assert sc["coverage"] >= 0.8 and sc["mae"] < 0.5
 
@@ -248,7 +246,7 @@ def test_stream_chunking_invariance_and_bounded_memory():
         assert d.extra["window_s"] == 30.0
     est = BreathingEstimator()
     for fr in frames:
-        est.update(fr)
+        est.push(fr)
         assert len(est._buf) <= est.n_win and len(est._cnt) <= est.n_win
 
 
@@ -260,7 +258,7 @@ def test_long_gap_restarts_window():
     for fr in frames:
         keep = (fr.times_s < 40) | (fr.times_s > 55)  # a 15 s outage
         if keep.any():
-            dets += est.update(Frames(data=fr.data[keep], times_s=fr.times_s[keep], fs_hz=None,
+            dets += est.push(Frames(data=fr.data[keep], times_s=fr.times_s[keep], fs_hz=None,
                                       modality="wifi_csi", source="x",
                                       subcarriers=fr.subcarriers))
     assert est.stats["gap_restart"] == 1
@@ -274,7 +272,7 @@ def test_bad_input():
     audio = Frames(data=np.zeros((10, 1)), times_s=np.arange(10.0), fs_hz=1.0, modality="audio",
                    source="mic")
     with pytest.raises(ValueError, match="wifi_csi"):
-        est.update(audio)
+        est.push(audio)
     with pytest.raises(ValueError, match="cycles"):
         BreathingEstimator(window_s=10.0)
 

@@ -14,11 +14,16 @@ from agent.inference import load_model
 from agent.pipelines import PIPELINES, pipelines_for
 from agent.runner import run_stream
 from sensing.eeg.artefacts import ArtefactThresholds
-from sensing.eeg.bonn import LongRecording, bonn_segments, concatenated_recording, load_segment
 from sensing.eeg.evaluate import score_long, segment_features, segment_scores
 from sensing.eeg.seizure import SeizureDetector, detect_seizures
 from sensing.formats import open_capture
 from sensing.formats.eeg_text import BONN_FS_HZ as FS
+from sensing.formats.eeg_text.bonn import (
+    LongRecording,
+    bonn_segments,
+    concatenated_recording,
+    load_segment,
+)
 from sensing.simulate import load_truth
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,11 +126,11 @@ def test_artefacts_in_non_seizure_eeg_raise_no_alarm(model, bonn):
     th = model.meta["extra"]["detector_threshold"]
 
     def run(x, gate):
-        det = SeizureDetector(model.predict_proba, threshold=th,
+        det = SeizureDetector(predict_proba=model.predict_proba, threshold=th,
                               thresholds=ArtefactThresholds() if gate else NO_GATE)
         out = []
         for fr in LongRecording(x, [], []).chunks():
-            out += det.process(fr)
+            out += det.push(fr)
         return out + det.flush(), det
 
     assert run(clean, True)[0] == []

@@ -8,10 +8,10 @@ from conftest import shared_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sensing.eeg.edf_writer import EdfWriter
 from sensing.errors import CaptureFormatError, UnsupportedFormatError
 from sensing.formats import detect_format, open_capture
 from sensing.formats.edf import EdfReader
+from sensing.formats.edf.writer import EdfWriter
 from sensing.formats.eeg_text import EegTextReader
 
 

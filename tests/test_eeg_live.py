@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from agent.cli import main
-from sensing.eeg.edf_writer import EdfWriter
 from sensing.errors import CaptureFormatError
 from sensing.formats import open_capture
+from sensing.formats.edf.writer import EdfWriter
 from sensing.simulate import SIMULATORS, load_truth
 from sensing.sources.edf_follow import EdfFollowSource
 

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from sensing.eeg.artefacts import FLAGS, feature_flags, raw_flags
 from sensing.eeg.features import FEATURE_NAMES, window_features
-from sensing.eeg.montage import bipolar_name, electrode_name, make_montage
 from sensing.eeg.preprocess import SlidingWindows, StreamFilter
 from sensing.eeg.stream_features import FeatureStream
+from sensing.formats.edf.montage import bipolar_name, electrode_name, make_montage
 from sensing.frames import Frames
 
 F = {n: i for i, n in enumerate(FEATURE_NAMES)}

@@ -38,15 +38,25 @@ def read_ok(cls, blob: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(blob)
         reader = cls(path, chunk_size=16)
+        frames = 0
         try:
             for fr in reader:
                 assert 0 < len(fr) <= 16
                 assert fr.data.dtype == np.complex64 and fr.data.ndim == 4
                 assert np.isfinite(fr.times_s).all()
                 assert len(fr.subcarriers) == fr.data.shape[1]
+                frames += len(fr)
         except (CaptureFormatError, UnsupportedFormatError) as exc:
             assert path in str(exc)
-        assert reader.rejects.total >= 0
+            return
+        rejects = reader.rejects
+        # the first rejects are described (file, position, reason), not only counted
+        assert bool(rejects.first) == (rejects.total > 0), rejects.as_dict()
+        assert all(r.path == path and str(r).startswith(path) for r in rejects.first)
+        # the same bytes read again give the same frames and the same rejects
+        again = cls(path, chunk_size=16)
+        assert sum(len(fr) for fr in again) == frames
+        assert again.rejects.as_dict() == rejects.as_dict()
     finally:
         os.unlink(path)
 

@@ -28,6 +28,8 @@ MATLAB = ["example_4358", "example_4366c0", "example_43455c0"]
 
 
 def read_all(path, **kw):
+    """One row per UDP packet (``assemble=False``), as csiread and MATLAB read them."""
+    kw.setdefault("assemble", False)
     reader = NexmonPcapReader(path, **kw)
     chunks = list(reader)
     fields = {k: np.concatenate([c.fields[k] for c in chunks]) for k in chunks[0].fields}
@@ -236,6 +238,7 @@ def test_20mhz_packets(tmp_path):
 
 # -- the fast path (one structured row per record) against the general path -------------
 def _all_chunks(path, **kw):
+    kw.setdefault("assemble", False)
     return list(NexmonPcapReader(path, **kw).chunks())
 
 

@@ -152,6 +152,28 @@ def test_broken_frames_are_counted_rejects(tmp_path):
                      "truncated_frame": f"byte {fr[-1][0]}"}
 
 
+def test_more_rejects_than_kept_are_all_counted(tmp_path):
+    """30 frames with a CSI segment version this build cannot decode: every one is counted
+    (the log keeps only the first 20 described), none is read."""
+    blob = bytearray(shared_path("csi", "csikit-picoscenes",
+                                 "picoscenes_iwl5300_example.csi").read_bytes())
+    fr = frames_of(bytes(blob))
+    for o, s in fr[10:40]:
+        lay = segment_layout(bytes(blob[o: o + s]))
+        csi_body = next(b for name, _, b, _, _ in lay if name == "CSI")
+        blob[o + csi_body - 2: o + csi_body] = (9).to_bytes(2, "little")  # CSI version 9
+    path = tmp_path / "csi_v9.csi"
+    path.write_bytes(bytes(blob))
+    reader, _, _, rows = read_all(path)
+    assert len(rows) == 112 - 30
+    assert reader.rejects.keep == 20 and len(reader.rejects.first) == 20
+    assert reader.rejects.as_dict() == {"csi_version": 30} and reader.rejects.total == 30
+    assert reader.info()["reject_reasons"] == {"csi_version": 30}
+    assert reader.rejects.first[0].where == f"byte {fr[10][0]}"
+    assert str(reader.rejects.first[0]).endswith(
+        "csi_version: expected CSI segment version 1-4, got 9")
+
+
 # -- grouping by segment layout, per-layout chunks, MVM unpacking --------------------------
 def _frames_in(path):
     blob = path.read_bytes()

@@ -74,7 +74,7 @@ def test_status_topic_with_runtime_provider(mosquitto, tmp_path):
     st = [d for d in lis.json_on("ambisense/pi/status") if d["events_published"] == 4][0]
     assert st["schema"] == "ambisense.status/1" and st["device"] == "pi"
     assert st["connected"] is True and st["outbox_depth"] == 0 and st["outbox_durable"]
-    assert st["uptime_s"] >= 0 and st["events_emitted"] == 4
+    assert 0 <= st["uptime_s"] < 120 and st["events_emitted"] == 4
     assert st["pipelines"]["wifi_breathing"]["fps"] == 100.0 and st["cpu_percent"] == 12.5
     sink.close()
     lis.close()

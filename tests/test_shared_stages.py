@@ -17,7 +17,7 @@ class Counting:
         self.calls = 0
         self.fail_on = fail_on
 
-    def update(self, frames):
+    def push(self, frames):
         self.calls += 1
         if self.calls == self.fail_on:
             raise RuntimeError("boom")
@@ -38,11 +38,11 @@ class Collect:
 def test_stage_runs_once_per_chunk_and_repeats_its_error():
     stage = SharedStage(Counting(fail_on=2))
     a, b = object(), object()
-    assert stage.update(a) == [1] and stage.update(a) == [1]
+    assert stage.push(a) == [1] and stage.push(a) == [1]
     with pytest.raises(RuntimeError):
-        stage.update(b)
+        stage.push(b)
     with pytest.raises(RuntimeError):  # the second consumer of the chunk sees it too
-        stage.update(b)
+        stage.push(b)
     assert stage.analysis.calls == 2
     stages = SharedStages()
     assert stages.get("k", Counting) is stages.get("k", Counting)
@@ -61,7 +61,7 @@ def _run(names, frames, bound=True):
     else:  # each pipeline on its own, no shared stages
         for p in pipes:
             for fr in frames:
-                for d in p.process(fr):
+                for d in p.push(fr):
                     sink.events.append((p.name, d.type, d.offset_s, d.value, d.confidence))
     return pipes, sink.events
 
@@ -74,7 +74,7 @@ def test_breathing_and_motion_share_one_estimator_with_identical_events():
     (stage,) = shared._stages.values()  # one breathing analysis for both pipelines
     alone = PIPELINES.get("wifi_breathing")()
     for fr in frames:
-        alone.process(fr)
+        alone.push(fr)
     assert stage.analysis.stats["windows"] == alone.estimator.stats["windows"] > 20
     # same events as without sharing (breathing ≥ 0.2, presence evidence ≥ 0.1)
     _, separate = _run(["wifi_breathing", "wifi_motion"], frames, bound=False)

@@ -9,9 +9,11 @@ import pytest
 
 from agent.cli import main
 from sensing.formats import open_capture
-from sensing.simulate import SIMULATORS, load_truth
+from sensing.params import OptionError
+from sensing.simulate import SIMULATORS, load_truth, params_of
 from sensing.simulate.csi_breathing import (
     SUBCARRIERS,
+    ScenarioParams,
     generate,
     overlaps,
     parse_intervals,
@@ -148,3 +150,94 @@ def test_bad_parameters(tmp_path):
         parse_intervals("10-5")
     assert parse_intervals("1-2, 5-7.5") == [(1.0, 2.0), (5.0, 7.5)]
     assert overlaps([[10, 12]], 11.5, 20) and not overlaps([[10, 12]], 12.5, 20)
+
+
+@pytest.mark.parametrize("file_format,reader_name", [
+    ("esp32", "esp32_csi"), ("intel5300", "intel5300"), ("nexmon", "nexmon_pcap")])
+def test_cli_reports_the_format_it_wrote(tmp_path, capsys, file_format, reader_name):
+    out = tmp_path / "cap.dat"
+    rc = main(["simulate", "csi-breathing", "--out", str(out), "--duration-s", "4",
+               "--packet-rate-hz", "20", "--seed", "1", "--file-format", file_format])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["format"] == reader_name and summary["file_format"] == file_format
+    truth = load_truth(out)
+    assert truth["format"] == reader_name and truth["file_format"] == file_format
+    assert open_capture(out).name == reader_name
+
+
+def _help(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+def _entries(text):
+    """``--flag`` → its help entry (whitespace collapsed) from argparse's options list."""
+    body = text[text.index("options:"):].splitlines()[1:]
+    entries, cur = {}, None
+    for line in body:
+        if line.startswith("  -"):
+            cur = line.split()[0].rstrip(",")
+            entries[cur] = line
+        elif cur is not None:
+            entries[cur] += " " + line
+    return {k: " ".join(v.split()) for k, v in entries.items()}
+
+
+@pytest.mark.parametrize("name", ["csi-breathing", "csi-activity", "eeg-seizure"])
+def test_cli_help_lists_every_option_of_the_model(capsys, name):
+    fn = SIMULATORS.get(name)
+    entries = _entries(_help(["simulate", name, "--help"], capsys))
+    described = params_of(fn).describe()
+    assert {"--" + d["name"].replace("_", "-") for d in described} | {"-h", "--out"} \
+        == set(entries)
+    for d in described:
+        entry = entries["--" + d["name"].replace("_", "-")]
+        assert d["doc"].split()[0] in entry
+        assert f"default: {json.dumps(d['default'])}" in entry, entry
+        if d["unit"]:
+            assert f"unit: {d['unit']}" in entry, entry
+    overview = " ".join(_help(["simulate", "--help"], capsys).split())
+    for d in described:
+        assert "--" + d["name"].replace("_", "-") + " [" in overview
+
+
+def test_every_simulator_option_is_documented():
+    for name, fn in SIMULATORS.items():
+        for d in params_of(fn).describe():
+            assert d["doc"], f"{name}: {d['name']} has no description"
+            if d["type"] in ("number", "integer") and d["name"] not in ("seed",):
+                assert d["range"], f"{name}: {d['name']} has no range"
+
+
+def test_cli_passes_options_through_the_model(tmp_path, capsys):
+    out = tmp_path / "a.csv"
+    assert main(["simulate", "csi-activity", "--out", str(out), "--duration-s", "20",
+                 "--falls", "0", "--rate-hz", "30", "--seed", "2"]) == 0
+    truth = load_truth(out)
+    assert truth["falls"] == 0 and truth["rate_hz"] == 30.0 and truth["seed"] == 2
+    capsys.readouterr()
+    # bad values are refused by the model, with the option named
+    assert main(["simulate", "csi-breathing", "--out", str(out), "--loss", "0.95"]) == 2
+    assert "'loss'" in capsys.readouterr().err
+    assert main(["simulate", "csi-breathing", "--out", str(out), "--n-rx", "2"]) == 2
+    assert "n_rx" in capsys.readouterr().err
+    assert main(["simulate", "csi-activity", "--out", str(out), "--activities", "dance"]) == 2
+    assert "activities" in capsys.readouterr().err
+
+
+def test_python_api_validates_through_the_model(tmp_path):
+    with pytest.raises(OptionError, match="unknown option 'rate'"):
+        simulate_csi_breathing(str(tmp_path / "x.csv"), rate=12.0)
+    with pytest.raises(OptionError, match="absent_s"):
+        generate(absent_s="10-5")
+    p = ScenarioParams(duration_s=5.0, packet_rate_hz=20.0, seed=4)
+    t1 = simulate_csi_breathing(str(tmp_path / "a.csv"), p)
+    t2 = simulate_csi_breathing(str(tmp_path / "b.csv"), duration_s=5.0, packet_rate_hz=20.0,
+                                seed=4)
+    assert t1 == t2 and (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    assert t1["params"]["data_tones"] == 26
+    assert simulate_csi_breathing(str(tmp_path / "c.dat"), p, file_format="intel5300",
+                                  n_rx=2)["params"]["data_tones"] == 28

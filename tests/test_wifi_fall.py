@@ -134,7 +134,7 @@ def test_extractor_is_chunk_invariant_and_bounded():
     ex = FallFeatureExtractor(floor_s=5.0)
     assert ex.span_s == pytest.approx(20.0)
     for fr in small:
-        ex.update(fr)
+        ex.push(fr)
         assert len(ex._blocks) <= ex.span_blocks and len(ex._prof) <= ex.span_blocks
         assert ex._blocks.buf.shape[0] == ex.span_blocks  # floor history >= one span
         assert ex._pend_rows is None or len(ex._pend_rows) <= 5
@@ -233,7 +233,7 @@ def test_rule_needs_every_condition(name, value):
 
 
 def test_detector_consecutive_and_refractory():
-    det = FallDetector(None, threshold=0.5, consecutive=3, refractory_s=30.0, warmup_s=0.0)
+    det = FallDetector(threshold=0.5, consecutive=3, refractory_s=30.0, warmup_s=0.0)
     ends = 10.0 + 0.5 * np.arange(120)
     X = np.tile(_fall_like(), (120, 1)).astype(np.float32)
     p = np.zeros(120)
@@ -248,14 +248,14 @@ def test_detector_consecutive_and_refractory():
     # triggering window
     assert evs[0].onset_s == pytest.approx(ends[10] - 20.0 + 0.0 - 0.0)
     # no decision before the warm-up (noise floors need history)
-    late = FallDetector(None, threshold=0.5, consecutive=3, warmup_s=20.0)
+    late = FallDetector(threshold=0.5, consecutive=3, warmup_s=20.0)
     assert [e.detect_s for e in late.step(ends, X, p)] == [ends[32], ends[102]]
     # k of n: 3 of the last 5 windows (a dip below the threshold does not reset the run)
     q = np.zeros(120)
     q[[40, 41, 43]] = 0.9
-    kn = FallDetector(None, threshold=0.5, consecutive=3, within=5, warmup_s=0.0)
+    kn = FallDetector(threshold=0.5, consecutive=3, within=5, warmup_s=0.0)
     assert [e.detect_s for e in kn.step(ends, X, q)] == [ends[43]]
-    assert FallDetector(None, threshold=0.5, consecutive=3, warmup_s=0.0).step(ends, X, q) == []
+    assert FallDetector(threshold=0.5, consecutive=3, warmup_s=0.0).step(ends, X, q) == []
 
 
 def test_pipeline_falls_back_to_rule_with_warning(tmp_path, caplog):
@@ -287,7 +287,7 @@ def test_pipeline_with_shipped_int8_model_on_simulated_files(tmp_path):
     truth = fn(fall_file, seed=1, duration_s=45.0, falls=1, rate_hz=100.0)
     pipe = cls()
     assert pipe.method == "model" and pipe.model.precision == "int8"
-    dets = [d for fr in open_capture(fall_file) for d in pipe.process(fr)] + pipe.flush()
+    dets = [d for fr in open_capture(fall_file) for d in pipe.push(fr)] + pipe.flush()
     fall = next(iv for iv in truth["intervals"] if iv["label"] == "fall")
     assert len(dets) == 1
     d = dets[0]
@@ -297,7 +297,7 @@ def test_pipeline_with_shipped_int8_model_on_simulated_files(tmp_path):
     quiet = tmp_path / "ordinary.csv"
     fn(quiet, seed=12, duration_s=60.0, falls=0, rate_hz=100.0)
     pipe = cls()
-    assert [d for fr in open_capture(quiet) for d in pipe.process(fr)] == []
+    assert [d for fr in open_capture(quiet) for d in pipe.push(fr)] == []
 
 
 def test_pipeline_named_operating_points():
@@ -342,19 +342,19 @@ def test_detector_stillness_confirmation():
     p[20:24] = 0.9  # candidate: first window ends at 20 s -> onset 20 - 20 = 0 s
     kw = dict(threshold=0.5, consecutive=3, warmup_s=0.0, still_s=20.0, still_log=1.6,
               settle_s=4.0)
-    evs = FallDetector(None, **kw).step(ends, X, p)
+    evs = FallDetector(**kw).step(ends, X, p)
     # stillness [4 s, 24 s]: decided by the first window ending at or after 24 s; windows
     # whose burst window starts at or after 4 s (end >= 24 s) are checked
     assert len(evs) == 1 and evs[0].onset_s == pytest.approx(0.0)
     assert evs[0].detect_s == pytest.approx(24.0) and evs[0].extra["still_s"] == 20.0
     moved = X.copy()
     moved[ends == 24.0, _F["peak_log"]] = 3.0  # burst window [4, 14] s: moving again
-    assert FallDetector(None, **kw).step(ends, moved, p) == []
+    assert FallDetector(**kw).step(ends, moved, p) == []
     before = X.copy()
     before[ends == 23.5, _F["peak_log"]] = 3.0  # window starts before the stillness period
-    assert len(FallDetector(None, **kw).step(ends, before, p)) == 1
+    assert len(FallDetector(**kw).step(ends, before, p)) == 1
     # off by default: decided at the third window
-    evs = FallDetector(None, threshold=0.5, consecutive=3, warmup_s=0.0).step(ends, X, p)
+    evs = FallDetector(threshold=0.5, consecutive=3, warmup_s=0.0).step(ends, X, p)
     assert [e.detect_s for e in evs] == [21.0]
 
 
@@ -365,6 +365,6 @@ def test_detector_passes_leading_features_to_an_older_model():
         seen.append(X.shape[1])
         return np.tile([0.0, 1.0], (len(X), 1))
 
-    det = FallDetector(proba, labels=["other", "fall"], n_features=20)
+    det = FallDetector(predict_proba=proba, labels=["other", "fall"], n_features=20)
     assert det.fall_probability(np.zeros((3, N_FEATURES))).tolist() == [1.0, 1.0, 1.0]
     assert seen == [20] and N_FEATURES > 20

@@ -41,7 +41,7 @@ PAIRS = [
 
 def _states(path, **kw):
     det = MotionDetector(**kw)
-    return [s for fr in open_capture(path) for s in det.update(fr)]
+    return [s for fr in open_capture(path) for s in det.push(fr)]
 
 
 def _synthetic(moving: bool, seconds: float = 12.0, fs: float = 100.0, seed: int = 0,
@@ -122,33 +122,33 @@ def test_calibration_needs_enough_data():
 
 def test_synthetic_static_vs_moving_and_chunk_invariance():
     det = MotionDetector()
-    quiet = [s for fr in _synthetic(False) for s in det.update(fr)]
+    quiet = [s for fr in _synthetic(False) for s in det.push(fr)]
     det = MotionDetector()
-    moving = [s for fr in _synthetic(True) for s in det.update(fr)]
+    moving = [s for fr in _synthetic(True) for s in det.push(fr)]
     assert not any(s.moving for s in quiet)
     assert max(s.score for s in quiet) < DEFAULT_THRESHOLD
     assert np.mean([s.moving for s in moving[2:]]) == 1.0
     det_a, det_b = MotionDetector(), MotionDetector()
-    a = [s.score for fr in _synthetic(True, chunk=7) for s in det_a.update(fr)]
-    b = [s.score for fr in _synthetic(True, chunk=500) for s in det_b.update(fr)]
+    a = [s.score for fr in _synthetic(True, chunk=7) for s in det_a.push(fr)]
+    b = [s.score for fr in _synthetic(True, chunk=500) for s in det_b.push(fr)]
     np.testing.assert_allclose(a, b)
 
 
 def test_memory_bounded_by_one_window():
     scorer = MotionScorer(window_s=1.0, hop_s=0.5)
     for fr in _synthetic(True, seconds=60.0, chunk=256):
-        scorer.update(fr)
+        scorer.push(fr)
         held = sum(len(t) for t in scorer._times)
         assert held <= 1.5 * 100 + 256  # one window + at most one chunk tail
 
 
 def test_presence_still_after_motion_then_empty():
     det = MotionDetector(hold_s=3.0, breathing=False)
-    states = [s for fr in _synthetic(True, seconds=6.0) for s in det.update(fr)]
+    states = [s for fr in _synthetic(True, seconds=6.0) for s in det.push(fr)]
     quiet = _synthetic(False, seconds=10.0, seed=3)
     for fr in quiet:
         fr.times_s = fr.times_s + 6.0
-        states += det.update(fr)
+        states += det.push(fr)
     pres = [(s.end_s, s.presence) for s in states]
     assert any(p == "moving" for _, p in pres)
     after = [p for t, p in pres if 9.5 < t < 10.5]
@@ -180,7 +180,7 @@ def test_pipeline_events_on_real_file_and_calibration_option(tmp_path):
     f = tmp_path / "c3.json"
     cal.save(f)
     pipe = cls(calibration=str(f))
-    dets = [d for fr in open_capture(path) for d in pipe.process(fr)]
+    dets = [d for fr in open_capture(path) for d in pipe.push(fr)]
     m = [d for d in dets if d.type == "motion"]
     assert m[0].value == 1 and m[0].extra["method"] == "calibrated"
     with pytest.raises(ValueError, match="unknown option"):
@@ -199,7 +199,7 @@ def _sim_states(chunk: int = 512, breathing: bool = True, **kw):
     """Truth, detector states and detector of a simulated capture (cached per arguments)."""
     truth, frames = generate(chunk_packets=chunk, **{**SIM, **kw})
     det = MotionDetector(breathing=breathing)
-    return truth, [s for fr in frames for s in det.update(fr)], det
+    return truth, [s for fr in frames for s in det.push(fr)], det
 
 
 def test_tracker_needs_consecutive_breathing_windows_from_empty():
@@ -270,7 +270,7 @@ def test_pipeline_event_contract_on_simulated_sleeper():
     cls = PIPELINES.get("wifi_motion")
     _, frames = generate(chunk_packets=400, seed=10, duration_s=150.0, fidgets=1, **SIM)
     pipe = cls()
-    dets = [d for fr in frames for d in pipe.process(fr)]
+    dets = [d for fr in frames for d in pipe.push(fr)]
     fac = EventFactory("sim.csv")
     events = [fac.make(d, "wifi_motion").to_dict() for d in dets]
     for ev in events:
@@ -297,13 +297,13 @@ def test_first_empty_waits_for_the_breathing_warm_up():
     pipe = PIPELINES.get("wifi_motion")()
     assert pipe.detector.presence_warmup_s == 35.0
     _, frames = generate(chunk_packets=400, seed=2, duration_s=60.0, empty=True, **SIM)
-    pres = [d for fr in frames for d in pipe.process(fr) if d.type == "presence"]
+    pres = [d for fr in frames for d in pipe.push(fr) if d.type == "presence"]
     assert [(d.value, d.extra["state"]) for d in pres] == [(0, "empty")]
     assert pres[0].offset_s == 35.0
     # a stream shorter than the warm-up gets its verdict at the end
     pipe = PIPELINES.get("wifi_motion")()
     _, frames = generate(chunk_packets=400, seed=2, duration_s=10.0, empty=True, **SIM)
-    dets = [d for fr in frames for d in pipe.process(fr)]
+    dets = [d for fr in frames for d in pipe.push(fr)]
     assert not dets
     end = pipe.flush()
     assert [(d.type, d.extra["state"]) for d in end] == [("presence", "empty")]
@@ -311,14 +311,14 @@ def test_first_empty_waits_for_the_breathing_warm_up():
     # without breathing evidence the first decision comes after on_windows windows
     pipe = PIPELINES.get("wifi_motion")(breathing=False)
     _, frames = generate(chunk_packets=400, seed=2, duration_s=20.0, empty=True, **SIM)
-    pres = [d for fr in frames for d in pipe.process(fr) if d.type == "presence"]
+    pres = [d for fr in frames for d in pipe.push(fr) if d.type == "presence"]
     assert pres[0].offset_s == 1.5 and pres[0].extra["state"] == "empty"
 
 
 def test_events_serialise_when_windows_are_too_sparse_to_score():
     # 5 packets/s: every 1 s window holds fewer than MIN_PACKETS, the score is NaN
     pipe = PIPELINES.get("wifi_motion")(breathing=False)  # first "empty" at once
-    dets = [d for fr in _synthetic(False, seconds=10.0, fs=5.0) for d in pipe.process(fr)]
+    dets = [d for fr in _synthetic(False, seconds=10.0, fs=5.0) for d in pipe.push(fr)]
     assert dets and all(d.extra["score"] is None for d in dets)
     fac = EventFactory("sparse")
     for d in dets:

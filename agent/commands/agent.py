@@ -23,11 +23,13 @@ import struct
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.commands.base import COMMANDS, Command
-from agent.config import ConfigError, LoadedConfig, expand_replay, load_config, validate
-from agent.sinks import SINKS, Sink
+
+if TYPE_CHECKING:
+    from agent.config import LoadedConfig
+    from agent.sinks import Sink
 from sensing.errors import AmbisenseError
 
 log = logging.getLogger("ambisense.agent")
@@ -98,6 +100,8 @@ def bundled_samples() -> Path:
 def demo_config(samples: str | os.PathLike, events_file: str, console: str = "table",
                 ) -> LoadedConfig:
     """The embedded default config: one replay stream per capture in ``samples``."""
+    from agent.config import ConfigError, expand_replay, validate
+
     samples = os.path.abspath(os.fspath(samples))
     if not os.path.isdir(samples) or not expand_replay(samples):
         raise ConfigError("<demo>", [f"samples: expected a directory holding captures, got "
@@ -114,6 +118,7 @@ def demo_config(samples: str | os.PathLike, events_file: str, console: str = "ta
 
 
 def _summary(loaded: LoadedConfig) -> str:
+    from agent.config import plugin_sinks
     from agent.supervisor import build_streams
 
     cfg = loaded.config
@@ -127,6 +132,8 @@ def _summary(loaded: LoadedConfig) -> str:
         sinks.append(f"console ({cfg.sinks.console})")
     if cfg.sinks.jsonl_file:
         sinks.append(f"JSON Lines file {cfg.sinks.jsonl_file}")
+    sinks += [f"{cls.config_key} ({cls.description or cls.__name__})"
+              for cls, _ in plugin_sinks(cfg.sinks)]
     if loaded.mqtt is not None:
         where = "; ".join(f"{k} from {v}" for k, v in (loaded.secrets_from or {}).items())
         sinks.append(f"MQTT {loaded.mqtt.broker()}" + (f" ({where})" if where else ""))
@@ -135,18 +142,15 @@ def _summary(loaded: LoadedConfig) -> str:
 
 
 def build_sinks(loaded: LoadedConfig, *, truncate_jsonl: bool = False) -> list[Sink]:
-    """Console, JSON Lines file and MQTT sinks as configured."""
+    """Console, JSON Lines file, plug-in and MQTT sinks as configured (the demo writes a
+    fresh JSON Lines file each run: ``truncate_jsonl``)."""
+    from agent.config import plugin_sinks
+    from agent.sinks import open_sinks
+
     cfg = loaded.config
-    sinks: list[Sink] = []
-    if cfg.sinks.console == "table":
-        sinks.append(SINKS.get("table")())
-    elif cfg.sinks.console == "jsonl":
-        sinks.append(SINKS.get("jsonl")())
-    if cfg.sinks.jsonl_file:
-        if truncate_jsonl:  # the demo writes a fresh file each run
-            os.makedirs(os.path.dirname(cfg.sinks.jsonl_file) or ".", exist_ok=True)
-            open(cfg.sinks.jsonl_file, "w").close()  # noqa: SIM115
-        sinks.append(SINKS.get("jsonl")(path=cfg.sinks.jsonl_file))
+    sinks = open_sinks(console=cfg.sinks.console, jsonl_file=cfg.sinks.jsonl_file,
+                       plugins=plugin_sinks(cfg.sinks), device=cfg.agent.name,
+                       truncate_jsonl=truncate_jsonl)
     if loaded.mqtt is not None:
         from agent.sinks.mqtt import MqttSink
 
@@ -218,9 +222,11 @@ def _mqtt_status(sup: Any) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from agent.config import ConfigError, LoadedConfig, load_config
+
     check_platform()
     if args.demo and args.config:
-        raise SystemExit("ambisense agent: give either --config FILE or --demo, not both")
+        raise SystemExit("ambisense agent: error: give either --config FILE or --demo, not both")
     try:
         if args.demo:
             loaded = demo_config(args.samples or bundled_samples(), args.events_file,
@@ -233,11 +239,11 @@ def _run(args: argparse.Namespace) -> int:
         elif args.config:
             loaded = load_config(args.config)
         else:
-            raise SystemExit("ambisense agent: give --config FILE (see docs/agent.md), "
+            raise SystemExit("ambisense agent: error: give --config FILE (see docs/agent.md), "
                              "or --demo to replay the bundled captures")
     except ConfigError as exc:
         for line in str(exc).splitlines():
-            print(f"ambisense agent: {line}", file=sys.stderr)
+            print(f"ambisense agent: error: {line}", file=sys.stderr)
         return EX_CONFIG
     if args.check_config:
         print(_summary(loaded))

@@ -18,4 +18,4 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
-COMMANDS: Registry[Command] = Registry("command")
+COMMANDS: Registry[Command] = Registry("command", group="ambisense.commands")

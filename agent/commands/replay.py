@@ -6,12 +6,9 @@ import argparse
 import json
 import logging
 import sys
+from typing import Any
 
 from agent.commands.base import COMMANDS, Command
-from agent.pipelines import PIPELINES
-from agent.runner import replay_capture
-from agent.sinks import SINKS, Sink
-from sensing.errors import AmbisenseError
 
 log = logging.getLogger("ambisense.replay")
 
@@ -27,20 +24,27 @@ def _configure(p: argparse.ArgumentParser) -> None:
                         "password from AMBISENSE_MQTT_PASSWORD")
     p.add_argument("--pipeline", action="append", metavar="NAME",
                    help="pipeline(s) to run (repeatable); default: all that apply "
-                        "(`ambisense info --pipelines` lists them)")
+                        "(`ambisense info --pipelines` lists them with their options)")
     p.add_argument("--set", action="append", default=[], metavar="PIPELINE.KEY=VALUE",
-                   help="pipeline option, e.g. wifi_breathing.window_s=30 (value parsed as JSON)")
+                   help="pipeline option, e.g. wifi_breathing.window_s=30 (value parsed as "
+                        "JSON, else kept as text); checked before any capture is read")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-def parse_sets(items: list[str]) -> dict[str, dict]:
-    """``["p.key=1"]`` → ``{"p": {"key": 1}}`` (values parsed as JSON, else kept as text)."""
-    out: dict[str, dict] = {}
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["p.key=1"]`` → ``{"p": {"key": 1}}`` (values parsed as JSON, else kept as text).
+
+    Raises
+    ------
+    ValueError
+        An item is not ``PIPELINE.KEY=VALUE``.
+    """
+    out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         pipe, dot, opt = key.partition(".")
-        if not sep or not dot or not opt:
-            raise SystemExit(f"--set {item!r}: expected PIPELINE.KEY=VALUE")
+        if not sep or not dot or not opt or not pipe:
+            raise ValueError(f"--set {item!r}: expected PIPELINE.KEY=VALUE")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
@@ -49,22 +53,60 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
     return out
 
 
+def check_request(names: list[str] | None, options: dict[str, dict[str, Any]]) -> list[str]:
+    """Problems with ``--pipeline`` names and ``--set`` options, from the pipelines'
+    parameter models alone (nothing is built, no model is loaded)."""
+    from agent.pipelines import PIPELINES
+    from sensing.params import OptionError
+
+    known = ", ".join(PIPELINES.names())
+    problems = [f"unknown pipeline {n!r}; known: {known}" for n in names or []
+                if n not in PIPELINES]
+    for name, opts in options.items():
+        if name not in PIPELINES:
+            problems.append(f"--set {name}.…: unknown pipeline {name!r}; known: {known}")
+            continue
+        try:
+            PIPELINES.get(name).check_options(opts)
+        except OptionError as exc:
+            problems.append(f"--set {exc}")
+    return problems
+
+
+def _why_nothing(path: str, stats: Any) -> str:
+    """One line for stderr when a capture gave no event."""
+    from agent.pipelines import PIPELINES
+
+    if not stats.pipelines:
+        accepting = [n for n, c in PIPELINES.items() if stats.modality in c.modalities]
+        hint = (f"; opt-in pipelines for it: {', '.join(accepting)} (--pipeline NAME)"
+                if accepting else "")
+        return (f"{path}: no events: no default pipeline accepts {stats.modality} data"
+                f"{hint}")
+    reasons = "; ".join(f"{n}: {r}" for n, r in stats.quiet.items())
+    return f"{path}: no events ({reasons})"
+
+
 def _run(args: argparse.Namespace) -> int:
-    unknown = [n for n in args.pipeline or [] if n not in PIPELINES]
-    if unknown:
-        print(f"ambisense replay: error: unknown pipeline(s) {', '.join(unknown)}; "
-              f"known: {', '.join(PIPELINES.names())}", file=sys.stderr)
+    from agent.runner import replay_capture
+    from agent.sinks import open_sinks
+    from sensing.errors import AmbisenseError
+
+    try:
+        options = parse_sets(args.set)
+    except ValueError as exc:
+        print(f"ambisense replay: error: {exc}", file=sys.stderr)
         return 2
-    sinks: list[Sink] = []
-    if args.jsonl:
-        sinks.append(SINKS.get("jsonl")())
-    else:
-        sinks.append(SINKS.get("table")())
-    if args.out:
-        sinks.append(SINKS.get("jsonl")(path=args.out))
+    problems = check_request(args.pipeline, options)
+    if problems:
+        for msg in problems:
+            print(f"ambisense replay: error: {msg}", file=sys.stderr)
+        return 2
+    sinks = open_sinks(console="jsonl" if args.jsonl else "table", jsonl_file=args.out)
     if args.mqtt:
+        from agent.sinks import SINKS
+
         sinks.append(SINKS.get("mqtt").from_url(args.mqtt))
-    options = parse_sets(args.set)
     failed = 0
     try:
         for path in args.captures:
@@ -73,12 +115,8 @@ def _run(args: argparse.Namespace) -> int:
                     path, sinks, pipeline_names=args.pipeline, pipeline_options=options,
                     realtime=args.realtime, progress=False if args.no_progress else None,
                 )
-            except AmbisenseError as exc:  # not a capture, broken beyond reading: go on
+            except (AmbisenseError, OSError, ValueError) as exc:  # go on with the others
                 print(f"ambisense replay: error: {exc}", file=sys.stderr)
-                failed += 1
-                continue
-            except (OSError, ValueError) as exc:
-                print(f"ambisense replay: {path}: {exc}", file=sys.stderr)
                 failed += 1
                 continue
             print(
@@ -87,6 +125,8 @@ def _run(args: argparse.Namespace) -> int:
                 f"{stats.rejects} rejects, pipelines: {', '.join(stats.pipelines) or 'none'}",
                 file=sys.stderr,
             )
+            if not stats.events:
+                print(f"ambisense replay: {_why_nothing(path, stats)}", file=sys.stderr)
     finally:
         for s in sinks:
             s.close()

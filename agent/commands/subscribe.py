@@ -22,15 +22,14 @@ import socket
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-
-import paho.mqtt.client as mqtt
+from typing import TYPE_CHECKING
 
 from agent.commands.base import COMMANDS, Command
-from agent.events import Event
-from agent.mqtt_client import describe_connack, new_client, prepare_connect, set_credentials
-from agent.mqtt_settings import MqttSettings, topic_slug
-from agent.sinks import SINKS
-from agent.sinks.mqtt import RESERVED_TYPES
+
+if TYPE_CHECKING:  # paho and the MQTT modules are imported when the command runs
+    import paho.mqtt.client as mqtt
+
+    from agent.mqtt_settings import MqttSettings
 
 log = logging.getLogger("ambisense.subscribe")
 
@@ -69,6 +68,8 @@ def default_session_id() -> str:
         user = getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in some containers
         user = str(os.getuid())
+    from agent.mqtt_settings import topic_slug
+
     return f"ambisense-subscribe-{topic_slug(user)}-{topic_slug(socket.gethostname())}"
 
 
@@ -106,6 +107,8 @@ class _Subscriber:
 
     def __init__(self, settings: MqttSettings, topics: list[str], session: str | None,
                  expiry: int) -> None:
+        from agent.mqtt_client import new_client, prepare_connect, set_credentials
+
         self.settings = settings
         self.topics = topics
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
@@ -125,6 +128,8 @@ class _Subscriber:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
+            from agent.mqtt_client import describe_connack
+
             log.error("%s", describe_connack(reason_code, self.settings))
             return
         client.subscribe([(t, 1) for t in self.topics])
@@ -143,11 +148,16 @@ class _Subscriber:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from agent.events import Event
+    from agent.mqtt_settings import MqttSettings, topic_slug
+    from agent.sinks import SINKS
+    from agent.sinks.mqtt import RESERVED_TYPES
+
     settings = MqttSettings.from_url(args.url)
     try:
         since = parse_since(args.since) if args.since is not None else None
     except ValueError as exc:
-        raise SystemExit(f"ambisense subscribe: {exc}") from None
+        raise SystemExit(f"ambisense subscribe: error: {exc}") from None
     session = args.session or (default_session_id() if args.since is not None else None)
     types = _csv(args.type)
     devices = [topic_slug(d) for d in _csv(args.device)]
@@ -193,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
         sub.close()
         sink.close()
     if args.count is not None and printed < args.count:
-        print(f"ambisense subscribe: timed out after {args.timeout:g} s with {printed} of "
+        print(f"ambisense subscribe: error: timed out after {args.timeout:g} s with {printed} of "
               f"{args.count} event(s)", file=sys.stderr)
         return 3
     return 0

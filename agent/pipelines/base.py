@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sensing.detections import Detection
 from sensing.frames import Frames
+from sensing.params import NoParams, Params
 from sensing.registry import Registry
 
 if TYPE_CHECKING:
@@ -14,24 +16,47 @@ if TYPE_CHECKING:
 
 
 class Pipeline(ABC):
-    """Streaming detector for one stream.
+    """Streaming detector for one stream: a :class:`sensing.stage.Stage` of detections.
 
-    Subclasses set ``modalities`` (which :class:`Frames` they accept), ``default``
-    (run on replay without ``--pipeline``) and ``event_types``; :meth:`process` is
-    called on every chunk in order and :meth:`flush` once at the end of the stream.
-    Keyword options come from the agent config (``[pipelines.<name>]``) or the CLI.
+    Subclasses set ``Params`` (their option model: every option declared once, with type,
+    unit, default, range and description), ``modalities`` (which :class:`Frames` they
+    accept), ``default`` (run on replay without ``--pipeline``) and ``event_types``.
+    :meth:`push` is called on every chunk in order and :meth:`flush` once at the end.
+
+    Options come from the agent config (``[pipelines.<name>]``) or ``--set``; they are
+    validated by :meth:`check_options` from ``Params`` alone, without building the pipeline
+    or loading a model.
+
+    Parameters
+    ----------
+    params : Params, optional
+        A validated option model (positional only); default: ``Params()``.
+    **options
+        Option values applied over ``params``.
     """
 
     name: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = NoParams
     modalities: ClassVar[tuple[str, ...]] = ()
     default: ClassVar[bool] = True
     event_types: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
 
-    def __init__(self, **options: Any) -> None:
-        self.options = options
+    def __init__(self, params: Params | None = None, /, **options: Any) -> None:
+        self.params = self.Params.build(params, options, where=self.name)
         #: The stream's shared analyses, once :meth:`bind` has been called.
         self.shared: SharedStages | None = None
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any] | None) -> Params:
+        """Validate ``options`` against ``Params`` only (nothing is built or loaded).
+
+        Raises
+        ------
+        sensing.params.OptionError
+            Unknown option or bad value; the message lists the valid options with types.
+        """
+        return cls.Params.from_options(options, where=cls.name)
 
     def bind(self, shared: SharedStages) -> None:
         """Join the stream's shared analyses (:mod:`agent.pipelines.shared`); called by
@@ -40,16 +65,30 @@ class Pipeline(ABC):
         self.shared = shared
 
     @abstractmethod
-    def process(self, frames: Frames) -> list[Detection]:
+    def push(self, frames: Frames) -> list[Detection]:
         """Consume one chunk; return the detections it completed."""
 
     def flush(self) -> list[Detection]:
         """End of stream: return detections still pending."""
         return []
 
+    def quiet_reason(self) -> str | None:
+        """Why this pipeline has emitted nothing so far, in a few words for a person
+        (``"capture shorter than the 30 s window"``, ``"no breathing found"``), or None
+        when it has no opinion. Called by replay when a capture gave no events."""
+        return None
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """What ``ambisense info --pipelines --json`` prints for this pipeline."""
+        return {"name": cls.name, "description": cls.description,
+                "modalities": list(cls.modalities), "default": cls.default,
+                "event_types": list(cls.event_types), "options": cls.Params.describe()}
+
 
 #: Registered pipelines: name → class.
-PIPELINES: Registry[type[Pipeline]] = Registry("pipeline")
+PIPELINES: Registry[type[Pipeline]] = Registry("pipeline", package="agent.pipelines",
+                                              group="ambisense.pipelines")
 
 
 def pipelines_for(modality: str, names: list[str] | None = None) -> list[type[Pipeline]]:

@@ -3,11 +3,12 @@
 Two default WiFi pipelines need the same breathing analysis: ``wifi_breathing`` reports the
 rate, ``wifi_motion`` uses it as evidence of a still person. Run separately, the estimator
 would process every chunk twice. :class:`SharedStages` holds one instance per stream and
-per configuration; each pipeline calls :meth:`SharedStage.update` with the chunk it is
-processing, and the analysis runs only on the first call for that chunk — the other
-pipelines get the same result. :func:`agent.runner.run_stream` gives every pipeline of a
-stream the same :class:`SharedStages` (:meth:`agent.pipelines.base.Pipeline.bind`); a
-pipeline used on its own (no ``bind``) runs its own analysis, with identical results.
+per configuration (its frozen, hashable :class:`~sensing.params.Params` model); each
+pipeline calls :meth:`SharedStage.push` with the chunk it is processing, and the analysis
+runs only on the first call for that chunk — the other pipelines get the same result.
+:func:`agent.runner.run_stream` gives every pipeline of a stream the same
+:class:`SharedStages` (:meth:`agent.pipelines.base.Pipeline.bind`); a pipeline used on its
+own (no ``bind``) runs its own analysis, with identical results.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from sensing.wifi.breathing import BreathingEstimator
 
 
 class SharedStage:
-    """One analysis (anything with ``update(frames) -> result``), memoised per chunk."""
+    """One analysis (a :class:`sensing.stage.Stage`: ``push(frames) -> results``),
+    memoised per chunk."""
 
     def __init__(self, analysis: Any) -> None:
         self.analysis = analysis
@@ -29,13 +31,13 @@ class SharedStage:
         self._result: Any = None
         self._error: BaseException | None = None
 
-    def update(self, frames: Frames) -> Any:
+    def push(self, frames: Frames) -> Any:
         """The analysis' result for ``frames``, computed on the first call for that chunk
         (an error is raised again for every caller of the same chunk)."""
         if frames is not self._frames:
             self._frames, self._result, self._error = frames, None, None
             try:
-                self._result = self.analysis.update(frames)
+                self._result = self.analysis.push(frames)
             except Exception as exc:
                 self._error = exc
                 raise
@@ -58,17 +60,24 @@ class SharedStages:
         return stage
 
 
+def shared_breathing_stage(shared: SharedStages, est: BreathingEstimator) -> SharedStage:
+    """The stream's shared breathing estimator configured like ``est`` except for
+    ``min_confidence`` (0: it emits every window with a rate).
+
+    It is keyed by its :class:`~sensing.wifi.breathing.BreathingParams` (frozen and
+    hashable), so every consumer whose options differ only in ``min_confidence`` shares it.
+    """
+    params = est.params.replace(min_confidence=0.0)
+    return shared.get(("breathing", params), lambda: BreathingEstimator(params))
+
+
 def shared_breathing(shared: SharedStages, est: BreathingEstimator,
                      frames: Frames) -> list[Detection]:
     """Breathing windows of ``frames`` from the stream's shared estimator configured like
-    ``est``, filtered by ``est.min_confidence``.
+    ``est`` (:func:`shared_breathing_stage`), filtered by ``est.params.min_confidence``.
 
-    The shared estimator has ``est``'s settings but emits every window with a rate
-    (``min_confidence`` 0); confidence only decides emission, so each consumer's filtered
-    result equals what its own estimator would have emitted.
+    Confidence only decides emission, so each consumer's filtered result equals what its
+    own estimator would have emitted.
     """
-    settings = est.settings()
-    key = ("breathing", tuple(sorted((k, v) for k, v in settings.items()
-                                     if k != "min_confidence")))
-    stage = shared.get(key, lambda: BreathingEstimator(**{**settings, "min_confidence": 0.0}))
-    return [d for d in stage.update(frames) if d.confidence >= est.min_confidence]
+    stage = shared_breathing_stage(shared, est)
+    return [d for d in stage.push(frames) if d.confidence >= est.params.min_confidence]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import create_model
 
 from agent.pipelines.base import PIPELINES, Pipeline
 from sensing.detections import Detection
 from sensing.frames import Frames
+from sensing.params import Params, param
 from sensing.wifi.fall import (
     CLASSES,
     FEATURE_NAMES,
@@ -15,13 +18,53 @@ from sensing.wifi.fall import (
     OPERATING_POINT_KEYS,
     RULE_OPERATING_POINT,
     FallDetector,
+    FallDetectorParams,
     FallEvent,
+    FallOperatingPointParams,
 )
 
 log = logging.getLogger("ambisense.wifi_fall")
 
 #: Manifest name of the shipped int8 fall classifier (models/train_fall.py).
 MODEL_NAME = "fall"
+
+
+def _from_operating_point(name: str) -> tuple[Any, Any]:
+    """An optional copy of the :class:`FallOperatingPointParams` field ``name``: default
+    None = taken from the operating point chosen at run time."""
+    f = FallOperatingPointParams.model_fields[name]
+    extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+    bounds = {k: getattr(m, k) for m in f.metadata for k in ("ge", "gt", "le", "lt")
+              if getattr(m, k, None) is not None}
+    doc = (f"{f.description}; default: from the model's operating point "
+           f"(the rule's own without a model)")
+    return (f.annotation | None, param(None, doc=doc, unit=extra.get("unit", ""), **bounds))
+
+
+#: The operating-point options of ``wifi_fall``: every field of
+#: :class:`~sensing.wifi.fall.FallOperatingPointParams`, optional (None: the model's).
+_OperatingPointOptions = create_model(
+    "_OperatingPointOptions", __base__=Params,
+    **{k: _from_operating_point(k) for k in OPERATING_POINT_KEYS})
+
+
+class WifiFallParams(_OperatingPointOptions):
+    """Options of the ``wifi_fall`` pipeline. Validating them loads no model: the
+    operating-point options default to None, i.e. taken from the model's operating point
+    ``operating_point`` (or :data:`~sensing.wifi.fall.RULE_OPERATING_POINT` for the rule)
+    when the pipeline is built."""
+
+    model: str = param(MODEL_NAME, min_length=1, doc="manifest name of the fall classifier")
+    method: Literal["auto", "model", "rule"] = param(
+        "auto", doc="auto: the model, else the rule; model: fail if the model cannot be "
+                    "loaded; rule: always the rule")
+    operating_point: str = param(
+        "default", min_length=1,
+        doc="the model's recorded operating point: default (<= 1 false alarm per day) or "
+            "sensitive; checked when the model is loaded; ignored by the rule")
+    models_dir: str | None = param(None, path=True,
+                                   doc="directory with manifest.json; default: see "
+                                       "agent.inference")
 
 
 @PIPELINES.register("wifi_fall")
@@ -33,8 +76,8 @@ class WifiFallPipeline(Pipeline):
     is used instead and a warning is logged; each event says which in ``extra.method``
     (``"model"`` or ``"rule"``).
 
-    Options
-    -------
+    Options (:class:`WifiFallParams`)
+    ---------------------------------
     model : str
         Manifest name (default ``"fall"``).
     method : {"auto", "model", "rule"}
@@ -44,15 +87,17 @@ class WifiFallPipeline(Pipeline):
         Name of one of the model's recorded operating points (manifest
         ``extra.operating_points``): ``"default"`` (tuned for <= 1 false alarm per day) or
         ``"sensitive"`` (more falls found, about twice the false alarms); see docs/fall.md.
-        Default ``"default"``. Ignored by the rule.
+        Default ``"default"``. Ignored by the rule; an unknown name is refused when the
+        model is loaded.
     threshold, consecutive, within, refractory_s, still_s, still_log, settle_s
-        See :class:`sensing.wifi.fall.FallDetector` (defaults: the model's operating point
-        ``operating_point``; for the rule :data:`sensing.wifi.fall.RULE_OPERATING_POINT`).
+        See :class:`sensing.wifi.fall.FallDetector` (default None: the model's operating
+        point ``operating_point``; for the rule :data:`sensing.wifi.fall.RULE_OPERATING_POINT`).
     models_dir : str
         Directory with ``manifest.json`` (default: see ``agent.inference``).
     """
 
     name = "wifi_fall"
+    Params = WifiFallParams
     modalities = ("wifi_csi",)
     # Opt-in (``--pipeline wifi_fall`` or a config entry): on held-out simulation it keeps
     # its false alarms below 1 per day but finds only about half the falls (docs/fall.md).
@@ -60,25 +105,20 @@ class WifiFallPipeline(Pipeline):
     event_types = ("fall",)
     description = "falls (fast descent, then lying still) from CSI; int8 ONNX model or rule"
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        known = {"model", "method", "operating_point", "models_dir", *OPERATING_POINT_KEYS}
-        unknown = set(options) - known
-        if unknown:
-            raise ValueError(f"wifi_fall: unknown option(s) {sorted(unknown)}; "
-                             f"known: {', '.join(sorted(known))}")
-        method = options.get("method", "auto")
-        if method not in ("auto", "model", "rule"):
-            raise ValueError(f"wifi_fall: method must be auto, model or rule, got {method!r}")
-        self.model_name = options.get("model", MODEL_NAME)
+    params: WifiFallParams
+
+    def __init__(self, params: WifiFallParams | None = None, /, **options: Any) -> None:
+        super().__init__(params, **options)
+        p = self.params
+        self.model_name = p.model
         self.model = None
         op: dict[str, Any] = {}
-        self.operating_point = str(options.get("operating_point", "default"))
-        if method != "rule":
+        self.operating_point = p.operating_point
+        if p.method != "rule":
             try:
-                self.model = self._load(options.get("models_dir"))
+                self.model = self._load(p.models_dir)
             except Exception as exc:  # any load failure → rule, loudly
-                if method == "model":
+                if p.method == "model":
                     raise
                 log.warning("wifi_fall: model %r not usable (%s); using the rule-based "
                             "fallback", self.model_name, exc)
@@ -86,13 +126,16 @@ class WifiFallPipeline(Pipeline):
                 op = model_operating_point(self.model.meta, self.operating_point)
         if self.model is None:
             op = dict(RULE_OPERATING_POINT)
-        kw = {k: options.get(k, op.get(k)) for k in OPERATING_POINT_KEYS}
-        kw = {k: v for k, v in kw.items() if v is not None}
+        kw = {k: getattr(p, k) if getattr(p, k) is not None else op.get(k)
+              for k in OPERATING_POINT_KEYS}
+        detector_params = FallDetectorParams.from_options(
+            {k: v for k, v in kw.items() if v is not None}, where="wifi_fall operating point")
         if self.model is not None:
-            self.detector = FallDetector(self.model.predict_proba, labels=self.model.labels,
-                                         n_features=self.model.n_features, **kw)
+            self.detector = FallDetector(detector_params, predict_proba=self.model.predict_proba,
+                                         labels=self.model.labels,
+                                         n_features=self.model.n_features)
         else:
-            self.detector = FallDetector(None, **kw)
+            self.detector = FallDetector(detector_params)
 
     def _load(self, models_dir: str | None):
         from agent.inference import load_model
@@ -113,8 +156,15 @@ class WifiFallPipeline(Pipeline):
         """``"model"`` or ``"rule"``."""
         return self.detector.method
 
-    def process(self, frames: Frames) -> list[Detection]:
-        return [self._detection(ev) for ev in self.detector.update(frames)]
+    def push(self, frames: Frames) -> list[Detection]:
+        return [self._detection(ev) for ev in self.detector.push(frames)]
+
+    def flush(self) -> list[Detection]:
+        return [self._detection(ev) for ev in self.detector.flush()]
+
+    def quiet_reason(self) -> str | None:
+        """``"capture shorter than 20 s …"`` or the highest fall probability seen."""
+        return self.detector.quiet_reason()
 
     def _detection(self, ev: FallEvent) -> Detection:
         extra = {"method": ev.method, "detect_s": round(ev.detect_s, 3),

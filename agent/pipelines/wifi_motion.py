@@ -10,9 +10,25 @@ from agent.pipelines.base import PIPELINES, Pipeline
 from agent.pipelines.shared import shared_breathing
 from sensing.detections import Detection
 from sensing.frames import Frames
-from sensing.wifi.motion import MotionCalibration, MotionDetector, MotionState
+from sensing.params import param
+from sensing.wifi.motion import (
+    MotionCalibration,
+    MotionDetector,
+    MotionDetectorParams,
+    MotionState,
+)
 
 log = logging.getLogger("ambisense.wifi_motion")
+
+
+class WifiMotionParams(MotionDetectorParams):
+    """Options of the ``wifi_motion`` pipeline: the
+    :class:`~sensing.wifi.motion.MotionDetector` options and a calibration file."""
+
+    calibration: str | None = param(
+        None, path=True, doc="JSON calibration file of the device (written by "
+                             "sensing.wifi.motion.calibrate + MotionCalibration.save); "
+                             "default: none, the default threshold")
 
 
 @PIPELINES.register("wifi_motion")
@@ -27,15 +43,15 @@ class WifiMotionPipeline(Pipeline):
     once breathing could have been confirmed (35 s into the stream by default), or at the
     end of a shorter stream.
 
-    Options
-    -------
+    Options (:class:`WifiMotionParams`)
+    -----------------------------------
     calibration : str
         JSON file written by ``sensing.wifi.motion.calibrate`` (``MotionCalibration.save``);
         ``--set wifi_motion.calibration=cal.json``.
     threshold : float
-        Motion-score threshold overriding the calibration / default.
+        Motion-score threshold overriding the calibration / default (dimensionless).
     window_s, hop_s, on_windows, off_s, hold_s
-        See :class:`sensing.wifi.motion.MotionDetector`.
+        See :class:`sensing.wifi.motion.MotionDetector` (s, windows).
     breathing, breath_hold_s, breath_min_confidence, breath_confirm
         Respiration evidence of a still person (``breathing=false`` turns it off and
         halves the CPU cost); see :class:`sensing.wifi.motion.MotionDetector`.
@@ -45,25 +61,23 @@ class WifiMotionPipeline(Pipeline):
     """
 
     name = "wifi_motion"
+    Params = WifiMotionParams
     modalities = ("wifi_csi",)
     default = True
     event_types = ("motion", "presence")
     description = "presence (empty/still/moving) and motion start/stop from CSI amplitude"
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        cal_path = options.pop("calibration", None)
-        cal = MotionCalibration.load(cal_path) if cal_path else None
-        known = {"threshold", "window_s", "hop_s", "on_windows", "off_s", "hold_s",
-                 "breathing", "breath_hold_s", "breath_min_confidence", "breath_confirm",
-                 "profile_evidence"}
-        unknown = set(options) - known
-        if unknown:
-            raise ValueError(f"wifi_motion: unknown option(s) {sorted(unknown)}; "
-                             f"known: calibration, {', '.join(sorted(known))}")
-        self.detector = MotionDetector(cal, **options)
+    params: WifiMotionParams
+
+    def __init__(self, params: WifiMotionParams | None = None, /, **options: Any) -> None:
+        super().__init__(params, **options)
+        p = self.params
+        cal = MotionCalibration.load(p.calibration) if p.calibration else None
+        detector_options = p.model_dump(include=set(MotionDetectorParams.model_fields))
+        self.detector = MotionDetector(MotionDetectorParams(**detector_options),
+                                       calibration=cal)
         self.method = "calibrated" if cal else "default_threshold"
-        if cal is None and "threshold" not in options:
+        if cal is None and p.threshold is None:
             log.info("wifi_motion: no calibration, using the default threshold %.3f",
                      self.detector.threshold)
         self._moving = False
@@ -72,14 +86,23 @@ class WifiMotionPipeline(Pipeline):
         self._t0: float | None = None  # stream start (s)
         self._last: MotionState | None = None
 
-    def process(self, frames: Frames) -> list[Detection]:
+    def push(self, frames: Frames) -> list[Detection]:
         out: list[Detection] = []
         breathing = None
         if self.shared is not None and self.detector.breathing is not None:
             breathing = shared_breathing(self.shared, self.detector.breathing, frames)
-        for st in self.detector.update(frames, breathing=breathing):
+        for st in self.detector.push(frames, breathing=breathing):
             out.extend(self._events(st))
         return out
+
+    def quiet_reason(self) -> str | None:
+        """Why no motion/presence event was emitted (a stream too short to decide)."""
+        if self._last is None:
+            return f"capture shorter than the {self.detector.scorer.window_s:g} s motion window"
+        if self._n < self.detector.on_windows:
+            return (f"capture shorter than the {self.detector.on_windows} motion windows "
+                    f"needed for a decision")
+        return None
 
     def flush(self) -> list[Detection]:
         """End of stream: a stream shorter than the warm-up still gets its presence verdict

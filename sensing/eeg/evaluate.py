@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from sensing.eeg.bonn import BonnSegment, bonn_segments, concatenated_recording
 from sensing.eeg.scoring import Hypothesis, ScoreReport, score_recording
 from sensing.eeg.seizure import PredictProba, SeizureDetector, positive_proba
 from sensing.eeg.stream_features import features_of
 from sensing.formats.eeg_text import EegTextReader
+from sensing.formats.eeg_text.bonn import BonnSegment, bonn_segments, concatenated_recording
 
 
 @dataclass
@@ -107,10 +107,10 @@ def score_long(recordings: Sequence, predict_proba: PredictProba,
     """Run the streaming detector on each recording and pool the SzCORE scores."""
     total = ScoreReport()
     for rec in recordings:
-        det = SeizureDetector(predict_proba, **detector_options)
+        det = SeizureDetector(predict_proba=predict_proba, **detector_options)
         dets = []
         for fr in rec.chunks():
-            dets.extend(det.process(fr))
+            dets.extend(det.push(fr))
         dets.extend(det.flush())
         hyp = [Hypothesis(d.offset_s, d.offset_s + d.extra["duration_s"], d.extra["detected_at_s"])
                for d in dets if d.type == "seizure"]

@@ -13,6 +13,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal
 
+from sensing.dsp import SosStream
+
 #: Analysis band in Hz (upper edge capped at 0.45 × the sampling rate).
 BAND_HZ = (0.5, 45.0)
 #: Mains frequencies notched (both: a file rarely says where it was recorded).
@@ -75,7 +77,9 @@ class StreamFilter:
         self.sos = design_filter(self.fs_hz, band_hz, mains_hz)
         self.q = decimation_factor(self.fs_hz)
         self.out_fs_hz = self.fs_hz / self.q
-        self._zi: np.ndarray | None = None
+        #: The notch + band-pass with its state carried from chunk to chunk; it starts in the
+        #: steady state of the first sample (no DC step).
+        self._filter = SosStream(self.sos, axis=0)
         self._phase = 0  # input samples to skip before the next kept sample
 
     @property
@@ -90,10 +94,7 @@ class StreamFilter:
             raise ValueError(f"expected (n, {self.n_channels}) samples, got {x.shape}")
         if len(x) == 0:
             return np.zeros((0, self.n_channels))
-        if self._zi is None:  # start in steady state at the first sample (no DC step)
-            zi = signal.sosfilt_zi(self.sos)
-            self._zi = zi[:, :, None] * x[0][None, None, :]
-        y, self._zi = signal.sosfilt(self.sos, x, axis=0, zi=self._zi)
+        y = self._filter.push(x)
         out = y[self._phase:: self.q]
         self._phase = (self._phase - len(x)) % self.q
         return out

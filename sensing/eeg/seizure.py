@@ -4,7 +4,7 @@ For every window (4 s, 1 s hop) and every channel the classifier gives a seizure
 probability; artefact-flagged channel windows are set to 0; the window's probability is the
 k-th highest over channels (k = ``min_channels``, so one bad electrode cannot raise an
 alarm on a multichannel montage); a causal moving average over ``smooth_windows`` windows
-is then thresholded with hysteresis:
+is then thresholded with hysteresis (:class:`sensing.dsp.Debouncer`):
 
 * onset is confirmed after ``confirm_windows`` consecutive windows at or above
   ``threshold``; a ``seizure_alert`` is emitted then (optional), carrying ``detected_at_s``;
@@ -19,13 +19,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
 from sensing.detections import Detection
+from sensing.dsp import Debouncer
 from sensing.eeg.artefacts import DEFAULT_THRESHOLDS, ArtefactThresholds, describe
-from sensing.eeg.stream_features import FeatureBatch, FeatureStream
+from sensing.eeg.stream_features import FeatureBatch, FeatureStream, FeatureStreamParams
 from sensing.frames import Frames
+from sensing.params import Params, param
 
 #: ``predict_proba(X)`` with X float32 ``(n, N_FEATURES)`` → ``(n,)`` or ``(n, 2)`` probabilities.
 PredictProba = Callable[[np.ndarray], np.ndarray]
@@ -48,72 +51,102 @@ def channel_vote(p: np.ndarray, flags: np.ndarray, min_channels: int) -> np.ndar
     return -np.partition(-q, k - 1, axis=1)[:, k - 1]
 
 
+class SeizureDecisionParams(Params):
+    """The decision options of :class:`SeizureDetector` (also those of the ``eeg_seizure``
+    pipeline, whose windows are set by its model)."""
+
+    threshold: float = param(0.5, gt=0, lt=1,
+                             doc="smoothed seizure probability at which a window is ictal")
+    off_threshold: float | None = param(
+        None, ge=0, le=1, doc="smoothed probability below which a window is non-ictal; "
+                              "default: 0.8 × threshold")
+    smooth_windows: int = param(3, ge=1, doc="length of the causal moving average, in windows")
+    confirm_windows: int = param(2, ge=1, doc="consecutive ictal windows that confirm an onset")
+    release_windows: int = param(4, ge=1, doc="consecutive non-ictal windows that end a seizure")
+    min_channels: int = param(2, ge=1, doc="channels that must agree (k-th highest channel "
+                                           "probability)")
+    min_duration_s: float = param(10.0, unit="s", ge=0, doc="shorter seizures are dropped")
+    alert: bool = param(True, doc="emit seizure_alert at the confirmed onset")
+
+
+class SeizureParams(SeizureDecisionParams, FeatureStreamParams):
+    """Options of :class:`SeizureDetector`: the analysis windows
+    (:class:`~sensing.eeg.stream_features.FeatureStreamParams`) and the decision."""
+
+
 class SeizureDetector:
-    """Seizure events from an EEG stream.
+    """Seizure events from an EEG stream (a :class:`sensing.stage.Stage` of detections).
 
     Parameters
     ----------
+    params : SeizureParams, optional
+        The options (positional only); default ``SeizureParams()``.
     predict_proba : callable
-        Channel-window classifier (see :data:`PredictProba`).
-    window_s, hop_s : float
-        Analysis window and hop in s (must match the training of the classifier).
-    threshold : float
-        Smoothed probability at which a window counts as ictal.
-    off_threshold : float, optional
-        Smoothed probability below which a window counts as non-ictal (default
-        0.8 × ``threshold``).
-    smooth_windows : int
-        Length of the causal moving average, in windows.
-    confirm_windows, release_windows : int
-        Consecutive windows needed to confirm an onset / an end.
-    min_channels : int
-        Channels that must agree (k-th highest channel probability).
-    min_duration_s : float
-        Shorter events are dropped (their ``seizure_alert``, if emitted, stays). Default 10 s,
-        the usual minimum of an electrographic seizure (ACNS terminology); most artefacts
-        (movement, pops, short EMG bursts) are shorter.
-    alert : bool
-        Emit ``seizure_alert`` at confirmed onset.
+        Channel-window classifier (keyword; see :data:`PredictProba`).
     thresholds : ArtefactThresholds
-        Artefact rule thresholds.
+        Artefact rule thresholds (keyword).
+    **options
+        Option values applied over ``params`` (see :class:`SeizureParams`):
+
+        window_s, hop_s : float
+            Analysis window and hop in s (must match the training of the classifier).
+        threshold : float
+            Smoothed probability at which a window counts as ictal (0–1, exclusive).
+        off_threshold : float, optional
+            Smoothed probability below which a window counts as non-ictal (default
+            0.8 × ``threshold``).
+        smooth_windows : int
+            Length of the causal moving average, in windows.
+        confirm_windows, release_windows : int
+            Consecutive windows needed to confirm an onset / an end.
+        min_channels : int
+            Channels that must agree (k-th highest channel probability).
+        min_duration_s : float
+            Shorter events are dropped (their ``seizure_alert``, if emitted, stays; s).
+            Default 10 s, the usual minimum of an electrographic seizure (ACNS
+            terminology); most artefacts (movement, pops, short EMG bursts) are shorter.
+        alert : bool
+            Emit ``seizure_alert`` at confirmed onset.
+
+    Raises
+    ------
+    sensing.params.OptionError
+        An unknown option or a bad value.
     """
+
+    Params = SeizureParams
 
     def __init__(
         self,
-        predict_proba: PredictProba,
+        params: SeizureParams | None = None,
+        /,
         *,
-        window_s: float = 4.0,
-        hop_s: float = 1.0,
-        threshold: float = 0.5,
-        off_threshold: float | None = None,
-        smooth_windows: int = 3,
-        confirm_windows: int = 2,
-        release_windows: int = 4,
-        min_channels: int = 2,
-        min_duration_s: float = 10.0,
-        alert: bool = True,
+        predict_proba: PredictProba,
         thresholds: ArtefactThresholds = DEFAULT_THRESHOLDS,
+        **options: Any,
     ) -> None:
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        self.params = p = SeizureParams.build(params, options, where="SeizureDetector")
+        window_s, hop_s, threshold = p.window_s, p.hop_s, p.threshold
         self.predict_proba = predict_proba
         self.window_s = window_s
         self.threshold = threshold
-        self.off_threshold = 0.8 * threshold if off_threshold is None else off_threshold
-        self.confirm_windows = max(1, confirm_windows)
-        self.release_windows = max(1, release_windows)
-        self.min_channels = min_channels
-        self.min_duration_s = min_duration_s
-        self.alert = alert
-        self.features = FeatureStream(window_s, hop_s, thresholds)
+        self.off_threshold = 0.8 * threshold if p.off_threshold is None else p.off_threshold
+        self.confirm_windows = max(1, p.confirm_windows)
+        self.release_windows = max(1, p.release_windows)
+        self.min_channels = p.min_channels
+        self.min_duration_s = p.min_duration_s
+        self.alert = p.alert
+        self.features = FeatureStream(window_s=window_s, hop_s=hop_s, thresholds=thresholds)
         #: Windows a channel stays excluded after an artefact flag (window overlap).
         self.hold_windows = max(0, int(round(window_s / hop_s)) - 1) + 1
         self._hold = np.zeros(0, dtype=np.int64)
-        self._smooth: deque[float] = deque(maxlen=max(1, smooth_windows))
-        self._run_start: float | None = None  # onset candidate (start of first ictal window)
-        self._above = 0
-        self._below = 0
-        self._active = False
+        self._smooth: deque[float] = deque(maxlen=max(1, p.smooth_windows))
+        self._run_start: float | None = None  # onset (start of the first ictal window)
+        #: ``confirm_windows`` ictal windows in a row confirm an onset, ``release_windows``
+        #: windows in a row below ``off_threshold`` end it (hysteresis).
+        self._debounce = Debouncer(self.threshold, self.off_threshold,
+                                   on_count=self.confirm_windows,
+                                   off_count=self.release_windows)
         self._detected_at = 0.0
         self._last_ictal_end = 0.0
         self._max_p = 0.0
@@ -132,7 +165,7 @@ class SeizureDetector:
         p = p.reshape(n_w, n_ch)
         return p, channel_vote(p, batch.flags, self.min_channels)
 
-    def process(self, frames: Frames) -> list[Detection]:
+    def push(self, frames: Frames) -> list[Detection]:
         """Consume one chunk; return the detections it completed."""
         batch = self.features.push(frames)
         if not len(batch):
@@ -169,45 +202,38 @@ class SeizureDetector:
 
     def _step(self, end: float, s: float, chan_p: np.ndarray) -> list[Detection]:
         self._last_end = end
-        out: list[Detection] = []
-        if not self._active:
-            if s >= self.threshold:
-                if self._above == 0:
-                    self._run_start = max(self.features.t_start, end - self.features.window_len_s)
-                    self._chan_hits[:] = 0
-                self._above += 1
-                self._chan_hits += chan_p >= self.threshold
-                self._max_p = max(self._max_p, s) if self._above > 1 else s
-                if self._above >= self.confirm_windows:
-                    self._active = True
-                    self._below = 0
-                    self._detected_at = end
-                    self._last_ictal_end = end
-                    if self.alert:
-                        out.append(Detection(
-                            "seizure_alert", self._run_start, None, "", min(1.0, s),
-                            {"detected_at_s": round(end, 3)},
-                        ))
-            else:
-                self._above = 0
-            return out
-        if s >= self.off_threshold:
-            self._below = 0
+        was_active = self._debounce.on
+        change = self._debounce.step(end, s, chan_p)
+        if not was_active:
+            if change is None:
+                return []
+            # onset confirmed by the run of ictal windows
+            run = change.inputs
+            self._run_start = max(self.features.t_start,
+                                  run[0].t_s - self.features.window_len_s)
+            self._chan_hits[:] = 0
+            self._max_p = run[0].value
+            for w in run:
+                self._chan_hits += w.item >= self.threshold
+                self._max_p = max(self._max_p, w.value)
+            self._detected_at = end
+            self._last_ictal_end = end
+            if not self.alert:
+                return []
+            return [Detection("seizure_alert", self._run_start, None, "", min(1.0, s),
+                              {"detected_at_s": round(end, 3)})]
+        if change is not None:  # released
+            return self._close()
+        if not self._debounce.low(s):
             self._last_ictal_end = end
             self._max_p = max(self._max_p, s)
             self._chan_hits += chan_p >= self.threshold
-        else:
-            self._below += 1
-            if self._below >= self.release_windows:
-                out.extend(self._close())
-        return out
+        return []
 
     def _close(self) -> list[Detection]:
         onset = float(self._run_start or 0.0)
         duration = self._last_ictal_end - onset
-        self._active = False
-        self._above = 0
-        self._below = 0
+        self._debounce.reset()
         if duration < self.min_duration_s:
             return []
         names = self.features.channel_names
@@ -221,9 +247,16 @@ class SeizureDetector:
 
     def flush(self) -> list[Detection]:
         """End of stream: close a seizure still in progress."""
-        if self._active:
+        if self._debounce.on:
             return self._close()
         return []
+
+    def quiet_reason(self) -> str | None:
+        """Why no seizure was reported, in a few words (from the windows pushed so far)."""
+        if not self.n_windows:
+            return f"capture shorter than the {self.window_s:g} s window"
+        flagged = f", {self.n_flagged} with artefacts" if self.n_flagged else ""
+        return f"no seizure found in {self.n_windows} windows{flagged}"
 
     def artefact_summary(self) -> dict[str, int]:
         """Channel windows flagged per artefact kind so far."""
@@ -234,12 +267,15 @@ class SeizureDetector:
 
 
 def detect_seizures(chunks: Iterable[Frames], predict_proba: PredictProba,
-                    **options) -> list[Detection]:
-    """Run a :class:`SeizureDetector` over an iterable of chunks (convenience for scripts)."""
-    det = SeizureDetector(predict_proba, **options)
+                    **options: Any) -> list[Detection]:
+    """Run a :class:`SeizureDetector` over an iterable of chunks (convenience for scripts).
+
+    ``options``: :class:`SeizureParams` options and ``thresholds``.
+    """
+    det = SeizureDetector(predict_proba=predict_proba, **options)
     out: list[Detection] = []
     for fr in chunks:
         if len(fr):
-            out.extend(det.process(fr))
+            out.extend(det.push(fr))
     out.extend(det.flush())
     return out

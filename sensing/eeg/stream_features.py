@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from sensing.eeg.artefacts import DEFAULT_THRESHOLDS, ArtefactThresholds, featur
 from sensing.eeg.features import N_FEATURES, window_features
 from sensing.eeg.preprocess import SlidingWindows, StreamFilter
 from sensing.frames import Frames
+from sensing.params import Params, param
 
 
 @dataclass
@@ -39,15 +41,34 @@ class FeatureBatch:
         return len(self.end_s)
 
 
+class FeatureStreamParams(Params):
+    """Options of :class:`FeatureStream`."""
+
+    window_s: float = param(4.0, unit="s", gt=0, le=600,
+                            doc="EEG analysis window (must match the classifier's training)")
+    hop_s: float = param(1.0, unit="s", gt=0, le=600, doc="time between EEG windows")
+
+
 class FeatureStream:
     """Streaming feature extractor for one EEG stream.
 
+    A :class:`sensing.stage.Stage` whose results are batched: :meth:`push` and
+    :meth:`flush` return one :class:`FeatureBatch` (possibly empty) rather than a list.
+
     Parameters
     ----------
-    window_s, hop_s : float
-        Analysis window and hop in s.
+    params : FeatureStreamParams, optional
+        The options (positional only); default ``FeatureStreamParams()``.
     thresholds : ArtefactThresholds
-        Artefact rule thresholds.
+        Artefact rule thresholds (keyword).
+    **options
+        Option values applied over ``params``: ``window_s`` and ``hop_s`` (analysis window
+        and hop, s; 4 and 1).
+
+    Raises
+    ------
+    sensing.params.OptionError
+        An unknown option or a bad value.
 
     Notes
     -----
@@ -55,10 +76,13 @@ class FeatureStream:
     a later chunk with another rate or channel count raises ``ValueError``.
     """
 
-    def __init__(self, window_s: float = 4.0, hop_s: float = 1.0,
-                 thresholds: ArtefactThresholds = DEFAULT_THRESHOLDS) -> None:
-        self.window_s = window_s
-        self.hop_s = hop_s
+    Params = FeatureStreamParams
+
+    def __init__(self, params: FeatureStreamParams | None = None, /, *,
+                 thresholds: ArtefactThresholds = DEFAULT_THRESHOLDS, **options: Any) -> None:
+        self.params = FeatureStreamParams.build(params, options, where="FeatureStream")
+        self.window_s = self.params.window_s
+        self.hop_s = self.params.hop_s
         self.thresholds = thresholds
         self.filter: StreamFilter | None = None
         self._win: SlidingWindows | None = None
@@ -101,12 +125,20 @@ class FeatureStream:
         flags = raw_flags(rb.windows, self.thresholds) | feature_flags(feats, self.thresholds)
         return FeatureBatch(feats, flags, wb.end_s + self.t_start)
 
+    def flush(self) -> FeatureBatch:
+        """End of stream: a window is complete as soon as its last sample is in, so
+        nothing is pending; an empty batch."""
+        n_ch = self.filter.n_channels if self.filter is not None else 0
+        return FeatureBatch(np.zeros((0, n_ch, N_FEATURES), np.float32),
+                            np.zeros((0, n_ch), np.uint8), np.zeros(0))
+
 
 def features_of(chunks: Iterable[Frames], window_s: float = 4.0, hop_s: float = 1.0,
                 thresholds: ArtefactThresholds = DEFAULT_THRESHOLDS) -> FeatureBatch:
     """All window features of a (short) recording, concatenated (training, tests)."""
-    fs = FeatureStream(window_s, hop_s, thresholds)
+    fs = FeatureStream(window_s=window_s, hop_s=hop_s, thresholds=thresholds)
     parts = [fs.push(fr) for fr in chunks if len(fr)]
+    parts.append(fs.flush())
     parts = [p for p in parts if len(p)]
     if not parts:
         return FeatureBatch(np.zeros((0, 0, N_FEATURES), np.float32), np.zeros((0, 0), np.uint8),

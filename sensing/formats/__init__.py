@@ -1,4 +1,7 @@
-"""Capture formats: one module per format, each registering a reader in :data:`FORMATS`.
+"""Capture formats: one module (or subpackage) per format, each registering a reader in
+:data:`FORMATS`, with the format's writer and helpers beside it (``intel5300``,
+``nexmon_pcap``; ``edf``: reader, header, montage, writer; ``eeg_text``: reader, and the
+Bonn dataset in ``eeg_text.bonn``).
 
 >>> from sensing.formats import open_capture
 >>> reader = open_capture("capture.csv")          # doctest: +SKIP
@@ -13,14 +16,20 @@ import pkgutil
 
 from sensing.errors import UnsupportedFormatError
 from sensing.formats.base import FORMATS, SNIFF_BYTES, CaptureReader
+from sensing.formats.containers import describe as describe_container
 
 __all__ = ["FORMATS", "CaptureReader", "open_capture", "detect_format"]
 
 
+#: Modules of this package that hold no format.
+_NOT_FORMATS = ("base", "containers")
+
+
 def _load_all() -> None:
-    """Import every module of this package so that its readers register themselves."""
+    """Import every format module (or format subpackage) of this package so that its
+    readers register themselves."""
     for mod in pkgutil.iter_modules(__path__):
-        if mod.name != "base" and not mod.name.startswith("_"):
+        if mod.name not in _NOT_FORMATS and not mod.name.startswith("_"):
             importlib.import_module(f"{__name__}.{mod.name}")
 
 
@@ -35,7 +44,9 @@ def detect_format(path: str | os.PathLike) -> type[CaptureReader]:
     FileNotFoundError
         The file does not exist.
     UnsupportedFormatError
-        The file is empty or no registered reader recognises its content.
+        The file is empty or no registered reader recognises its content; the message
+        names the container when it is a known one (pcap without CSI packets, WAV, HDF5,
+        zip/npz of an unknown kind …, see :mod:`sensing.formats.containers`).
     """
     path = os.fspath(path)
     with open(path, "rb") as fh:
@@ -48,9 +59,14 @@ def detect_format(path: str | os.PathLike) -> type[CaptureReader]:
     for _name, cls in ordered:
         if cls.sniff(head, path):
             return cls
+    supported = ", ".join(FORMATS.names())
+    found = describe_container(path, head)
+    if found is not None:
+        raise UnsupportedFormatError(
+            f"{path}: {found}; no reader for it in this build; supported formats: {supported}")
     raise UnsupportedFormatError(
         f"{path}: not a recognised capture; first bytes {head[:16]!r}; "
-        f"supported formats: {', '.join(FORMATS.names())}"
+        f"supported formats: {supported}"
     )
 
 

@@ -14,7 +14,7 @@ from sensing.frames import Frames
 from sensing.registry import Registry
 
 #: Registered capture formats: name → reader class. Filled by ``@FORMATS.register``.
-FORMATS: Registry[type[CaptureReader]] = Registry("format")
+FORMATS: Registry[type[CaptureReader]] = Registry("format", group="ambisense.formats")
 
 #: Bytes read from the start of a file to detect its format.
 SNIFF_BYTES = 8192
@@ -98,7 +98,7 @@ class CaptureReader(ABC):
             "rate_hz": round((n - 1) / duration, 3) if duration > 0 else None,
             "shape": [list(s) for s in sorted(shapes)],
             "rejects": self.rejects.total,
-            "reject_reasons": dict(self.rejects.counts),
+            "reject_reasons": self.rejects.as_dict(),
             "first_rejects": [str(r) for r in self.rejects.first[:5]],
         }
         out.update({k: _jsonable(v) for k, v in meta.items()})

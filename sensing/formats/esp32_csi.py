@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from sensing.errors import Reject, RejectLog
+from sensing.errors import Reject, RejectLog, RejectReason
 from sensing.formats.base import FORMATS, CaptureReader
 from sensing.frames import Frames
 
@@ -137,7 +137,7 @@ class Esp32LineParser:
         Where malformed lines are counted.
     ltf : {"lltf", "htltf", "stbc_htltf"}
         Which training-field segment to output. Packets without it are rejected as
-        ``missing_segment``.
+        ``short_array``.
     """
 
     def __init__(self, path: str, rejects: RejectLog, ltf: str = "lltf") -> None:
@@ -153,7 +153,7 @@ class Esp32LineParser:
         self._ts_offset = 0
         self._layout_cache: dict[tuple[int, int, int, int], tuple] = {}
 
-    def _reject(self, where: str, reason: str, expected: str, got: str) -> None:
+    def _reject(self, where: str, reason: RejectReason, expected: str, got: str) -> None:
         self.rejects.add(Reject(self.path, where, reason, expected, got))
 
     def _segment(self, key: tuple[int, int, int, int]) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -172,20 +172,20 @@ class Esp32LineParser:
             self._layout_cache[key] = hit
         return hit
 
-    def _split(self, line: str) -> tuple | str:
+    def _split(self, line: str) -> tuple | RejectReason:
         """Split a ``CSI_DATA`` line into header values and the array text.
 
-        Returns ``(layout_name, fields, body)`` or, on failure, a reject reason.
+        Returns ``(layout_name, fields, body)`` or, on failure, the reject reason.
         ``fields`` = (rssi, ts_us, channel, noise, key, first_invalid, abs_time, mac).
         """
         lb = line.find("[")
         rb = line.rfind("]")
         if lb < 0 or rb < lb:
-            return "no_array"
+            return RejectReason.NO_ARRAY
         head = line[:lb].rstrip('"').rstrip().rstrip(",").split(",")
         layout = LAYOUTS.get(len(head))
         if layout is None:
-            return "field_count"
+            return RejectReason.FIELD_COUNT
         ix = _INDEX[len(head)]
         try:
             if "sig_mode" in ix:
@@ -203,7 +203,7 @@ class Esp32LineParser:
                 abs_time, head[ix["mac"]],
             )
         except ValueError:
-            return "bad_field"
+            return RejectReason.BAD_FIELD
         return layout[0], fields, line[lb + 1 : rb]
 
     def _time_s(self, ts: int) -> float:
@@ -228,12 +228,12 @@ class Esp32LineParser:
             return None
         line = line[pos:].rstrip()
         split = self._split(line)
-        if isinstance(split, str):
+        if isinstance(split, RejectReason):
             expected = {
-                "no_array": ("a '[...]' CSI array", _clip(line)),
-                "field_count": ("14, 24 or 25 fields before the CSI array",
+                RejectReason.NO_ARRAY: ("a '[...]' CSI array", _clip(line)),
+                RejectReason.FIELD_COUNT: ("14, 24 or 25 fields before the CSI array",
                                 f"{len(line[: line.find('[')].split(','))} fields"),
-                "bad_field": ("numeric header fields", _clip(line[: line.find("[")], 60)),
+                RejectReason.BAD_FIELD: ("numeric header fields", _clip(line[: line.find("[")], 60)),
             }[split]
             self._reject(where, split, *expected)
             return None
@@ -243,18 +243,18 @@ class Esp32LineParser:
             raw = np.fromstring(body, dtype=np.int32, sep="," if "," in body else " ")
         except ValueError:
             bad = next((t for t in body.replace(",", " ").split() if not _is_int(t)), "?")
-            self._reject(where, "bad_value", "integers in the CSI array", repr(bad[:20]))
+            self._reject(where, RejectReason.BAD_VALUE, "integers in the CSI array", repr(bad[:20]))
             return None
         if raw.size % 2:
-            self._reject(where, "odd_value_count", "an even number of int8 values", f"{raw.size}")
+            self._reject(where, RejectReason.ODD_VALUE_COUNT, "an even number of int8 values", f"{raw.size}")
             return None
         if raw.size and (raw.max() > 127 or raw.min() < -128):
-            self._reject(where, "out_of_range", "int8 values (-128..127)", f"{raw.min()}..{raw.max()}")
+            self._reject(where, RejectReason.OUT_OF_RANGE, "int8 values (-128..127)", f"{raw.min()}..{raw.max()}")
             return None
         start, stop, subcarriers, order = self._segment(key)
         if stop == 0 or raw.size < 2 * stop:
             self._reject(
-                where, "short_array",
+                where, RejectReason.SHORT_ARRAY,
                 f"at least {2 * max(stop, 64)} values for the {self.ltf} segment",
                 f"{raw.size}",
             )
@@ -319,7 +319,7 @@ class Esp32LineParser:
             if not text.startswith(MARKER):
                 return None
             split = self._split(text.rstrip())
-            if isinstance(split, str):
+            if isinstance(split, RejectReason):
                 return None
             splits.append(split)
         name, first, body0 = splits[0]

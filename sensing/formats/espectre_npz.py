@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from sensing.errors import CaptureFormatError, Reject, RejectLog
+from sensing.errors import CaptureFormatError, Reject, RejectLog, RejectReason
 from sensing.formats.base import FORMATS, CaptureReader
 from sensing.formats.esp32_csi import buffer_layout
 from sensing.frames import Frames
@@ -122,13 +122,13 @@ class EspectreNpzReader(CaptureReader):
         with zipfile.ZipFile(self.path) as zf, zf.open("csi_data.npy") as fh:
             shape, fortran, dtype = _npy_header(fh)
             if len(shape) != 2 or dtype != np.int8 or fortran:
-                self.rejects.add(Reject(self.path, "csi_data", "bad_array",
+                self.rejects.add(Reject(self.path, "csi_data", RejectReason.BAD_ARRAY,
                                         "C-order int8 (N, 2*n_subcarriers)",
                                         f"{dtype} {shape} fortran={fortran}"))
                 return
             n, width = shape
             if width != 2 * len(idx):
-                self.rejects.add(Reject(self.path, "csi_data", "bad_width",
+                self.rejects.add(Reject(self.path, "csi_data", RejectReason.BAD_WIDTH,
                                         f"{2 * len(idx)} int8 values per row (HT20 LLTF)",
                                         f"{width}"))
                 return
@@ -160,5 +160,5 @@ class EspectreNpzReader(CaptureReader):
                 if got < take:
                     break
             if row < n:
-                self.rejects.add(Reject(self.path, "csi_data", "truncated",
+                self.rejects.add(Reject(self.path, "csi_data", RejectReason.TRUNCATED,
                                         f"{n} rows", f"{row} rows"))

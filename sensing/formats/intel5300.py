@@ -20,6 +20,10 @@ follow MATLAB). A chunk never mixes antenna layouts unless ``pad_to`` is given, 
 every row is zero-padded to that ``(n_rx, n_tx)`` and ``fields["Nrx"]``/``["Ntx"]`` tell which
 entries are real. Use :func:`scaled_csi` (``get_scaled_csi.m``) for CSI in SNR units.
 
+Writing: :class:`Intel5300Writer` writes bfee records that this reader (and csiread,
+CSIKit, MATLAB) reads back, so that simulated captures (``ambisense simulate csi-breathing
+--file-format intel5300``) go through the same parsing code as real ones.
+
 Times: ``timestamp_low`` is unwrapped (32-bit µs counter, wraps every 71.6 min). A record
 whose ``timestamp_low`` does not advance (equal to the previous one, as in
 ``log.all_csi.6.7.6`` where every record says 4) or jumps backwards by more than half the
@@ -36,11 +40,11 @@ import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from sensing.errors import CaptureFormatError, Reject, RejectLog
+from sensing.errors import CaptureFormatError, Reject, RejectLog, RejectReason
 from sensing.formats.base import FORMATS, CaptureReader
 from sensing.frames import Frames
 
@@ -667,15 +671,15 @@ class Intel5300Reader(CaptureReader):
         ok &= csi_len == bfee_csi_len(n_rx, n_tx)
         ok &= BFEE_HEADER + csi_len <= step - 3
         if not ok.all():
-            for i in np.flatnonzero(~ok)[: self.rejects.keep]:
+            bad = np.flatnonzero(~ok)
+            described = bad[: self.rejects.room]  # the rest are only counted
+            for i in described:
                 self.rejects.add(Reject(
-                    self.path, f"byte {int(offsets[i])}", "bad_bfee",
+                    self.path, f"byte {int(offsets[i])}", RejectReason.BAD_BFEE,
                     "Nrx, Ntx in 1..3 and len == (30*(16*Nrx*Ntx+3)+7)//8 within the record",
                     f"Nrx={n_rx[i]} Ntx={n_tx[i]} len={csi_len[i]} record={step} bytes",
                 ))
-            extra = int(np.count_nonzero(~ok)) - min(int(np.count_nonzero(~ok)), self.rejects.keep)
-            if extra:
-                self.rejects.counts["bad_bfee"] += extra
+            self.rejects.add(RejectReason.BAD_BFEE, len(bad) - len(described))
             p, offsets, n_rx, n_tx = p[ok], offsets[ok], n_rx[ok], n_tx[ok]
         n = len(p)
         if not n:
@@ -775,7 +779,7 @@ class Intel5300Reader(CaptureReader):
                 at, head, have = blk
                 need = 2 + int.from_bytes(head[:2], "big") if have >= 2 else 2
                 self.rejects.add(Reject(
-                    self.path, f"byte {at}", "truncated_record",
+                    self.path, f"byte {at}", RejectReason.TRUNCATED_RECORD,
                     f"a complete record of {need} bytes (field_len {need - 2})",
                     f"{have} bytes before end of file",
                 ))
@@ -847,3 +851,96 @@ def _merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         order = np.argsort(out["offset"], kind="stable")
         out = {k: v[order] for k, v in out.items()}
     return out
+
+
+# -- writer ------------------------------------------------------------------------------
+
+#: ``antenna_sel`` of the identity permutation (rx chain q → slot q), 2 bits per chain.
+IDENTITY_ANTENNA_SEL = 0 | (1 << 2) | (2 << 4)
+
+
+def _int8_pairs(csi: np.ndarray) -> np.ndarray:
+    """Interleaved (real, imag) int8 of integer-valued complex CSI; raises if out of range."""
+    pairs = np.stack([np.rint(csi.real), np.rint(csi.imag)], axis=-1)
+    if pairs.size and (pairs.min() < -128 or pairs.max() > 127):
+        raise ValueError("Intel 5300 CSI values must fit int8 (-128..127)")
+    return pairs.astype(np.int8)
+
+
+def pack_bfee_csi(csi: np.ndarray) -> np.ndarray:
+    """Pack raw CSI into bfee bit streams (the inverse of ``unpack_bfee_csi``).
+
+    Parameters
+    ----------
+    csi : numpy.ndarray
+        Complex ``(n, 30, n_rx, n_tx)`` with integer real/imag parts in -128..127.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 ``(n, bfee_csi_len(n_rx, n_tx))``: per group a 3-bit gap, then ``n_rx·n_tx``
+        (real, imag) int8 pairs, least significant bit first, not byte aligned.
+    """
+    n, groups, n_rx, n_tx = csi.shape
+    if groups != N_GROUPS:
+        raise ValueError(f"Intel 5300 CSI has {N_GROUPS} subcarrier groups, got {groups}")
+    m = n_rx * n_tx
+    vals = _int8_pairs(csi).reshape(n, -1).view(np.uint8)  # (n, 30·m·2): re, im, …
+    byte, shift = bfee_bit_positions(m)  # where the reader takes each value from
+    start = byte.astype(np.int64) * 8 + shift
+    nbytes = int(bfee_csi_len(n_rx, n_tx))
+    bits = np.zeros((n, nbytes * 8), np.uint8)
+    bits[:, start[:, None] + np.arange(8)] = np.unpackbits(
+        vals[:, :, None], axis=2, bitorder="little")
+    return np.packbits(bits, axis=1, bitorder="little")
+
+
+class Intel5300Writer:
+    """Write bfee records (``log_to_file`` layout) to a binary file object.
+
+    Parameters
+    ----------
+    fh : binary file
+        Opened for writing.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.count = 0
+
+    def write(self, csi: np.ndarray, timestamp_us: np.ndarray, rssi_dbm: np.ndarray,
+              *, agc_db: int = 30, noise_dbm: int = -92, rate: int = RATE_HT | 0x4000) -> None:
+        """Append one bfee record per packet.
+
+        Parameters
+        ----------
+        csi : numpy.ndarray
+            Complex ``(n, 30, n_rx, n_tx)``, integer-valued, -128..127 (raw CSI).
+        timestamp_us : numpy.ndarray
+            NIC clock of each packet (µs); written modulo 2³² as ``timestamp_low``.
+        rssi_dbm : numpy.ndarray
+            Total received power per packet (dBm); written as per-chain ``rssi_a/b/c``
+            (dB) with the given AGC so that ``get_total_rss`` gives it back (±1 dB).
+        agc_db, noise_dbm : int
+            AGC gain (dB) and noise floor (dBm) fields.
+        rate : int
+            ``fake_rate_n_flags`` (default HT, 20 MHz).
+        """
+        n, _, n_rx, n_tx = csi.shape
+        payload = pack_bfee_csi(csi)
+        csi_len = payload.shape[1]
+        # per-chain RSSI so that 10 log10(n_rx 10^(r/10)) - 44 - agc == rssi_dbm
+        chain = np.clip(np.rint(np.asarray(rssi_dbm, float) + 44 + agc_db
+                                - 10 * np.log10(n_rx)), 1, 255).astype(np.uint8)
+        ts = np.asarray(timestamp_us, np.int64) & 0xFFFFFFFF
+        field_len = 1 + 20 + csi_len
+        out = bytearray()
+        for k in range(n):
+            rssi = [int(chain[k]) if c < n_rx else 0 for c in range(3)]
+            out += struct.pack(">HB", field_len, BFEE_CODE)
+            out += struct.pack("<IHHBBBBBbBBHH", int(ts[k]), (self.count + k) & 0xFFFF, 0,
+                               n_rx, n_tx, *rssi, noise_dbm, agc_db, IDENTITY_ANTENNA_SEL,
+                               csi_len, rate)
+            out += payload[k].tobytes()
+        self.fh.write(out)
+        self.count += n

@@ -28,27 +28,44 @@ after the CSI in ``fields["extra_bytes"]``. (MATLAB ``csireader.m`` skips those
 packets, leaving all-zero rows at the end of its preallocated buffer; CSIKit drops them and
 pads, so its rows no longer line up with their timestamps. csiread decodes them like we do.)
 
-Frames layout: **one row per UDP packet**, ``data`` complex64 ``(n, nfft, 1, 1)`` with the
-subcarriers re-ordered to ascending index ``-nfft/2 … nfft/2 − 1`` (``Frames.subcarriers``).
-The receive core and spatial stream of each row are ``fields["core"]``/``["spatial"]`` and
+Frames layout: **one row per Wi-Fi frame**, ``data`` complex64 ``(n, nfft, n_cores,
+n_streams)`` with the subcarriers re-ordered to ascending index ``-nfft/2 … nfft/2 − 1``
+(``Frames.subcarriers``): the per-(core, spatial stream) packets of a frame are assembled
+on the antenna axes by :class:`LinkAssembler` (frames missing a packet are dropped and
+counted in ``info()["incomplete_frames"]``). A single-link capture (bcm43455c0) keeps
+``(n, nfft, 1, 1)`` and its per-row ``fields["core"]``/``["spatial"]``.
+
+With ``assemble=False`` the reader yields **one row per UDP packet** ``(n, nfft, 1, 1)``:
+the receive core and spatial stream of each row are ``fields["core"]``/``["spatial"]`` and
 rows of one Wi-Fi frame share ``fields["seq"]``; select a core/stream with
 ``frames.fields["core"] == 0`` rather than relying on a fixed packet pattern, since the
 firmware drops packets independently. Other per-row fields: ``chanspec``, ``chip_version``,
 ``rssi`` (dBm, NaN for the 4-byte-magic header), ``fc`` (−1 when absent), ``src_mac``
 (uint64 of the 6 bytes), ``extra_bytes``. A chunk never mixes FFT sizes.
+
+Writing: :class:`NexmonPcapWriter` writes the int16-chip packets this reader (and csiread,
+CSIKit) reads back.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from sensing.errors import CaptureFormatError, Reject, RejectLog, UnsupportedFormatError
+from sensing.errors import (
+    CaptureFormatError,
+    Reject,
+    RejectLog,
+    RejectReason,
+    UnsupportedFormatError,
+)
 from sensing.formats.base import FORMATS, CaptureReader
 from sensing.formats.intel5300 import gather_rows, record_blocks
 from sensing.frames import Frames
@@ -131,7 +148,7 @@ def unpack_float(words: np.ndarray, nman: int, nexp: int, nbits: int = 10) -> np
 def decode_payloads(
     pay: np.ndarray, lengths: np.ndarray, *, chip: str | None = None,
     body: Callable[[np.ndarray | None, int], np.ndarray] | None = None,
-) -> tuple[dict[str, np.ndarray], np.ndarray, list[tuple[int, str, str, str]]]:
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[tuple[int, RejectReason, str, str]]]:
     """Decode Nexmon CSI UDP payloads.
 
     Parameters
@@ -157,15 +174,15 @@ def decode_payloads(
         the ``m`` good rows in input order.
     good : numpy.ndarray
         Indices (into ``pay``) of the decoded rows.
-    bad : list of (row, reason, expected, got)
+    bad : list of (row, RejectReason, expected, got)
         Rows that could not be decoded.
     """
     n, width = pay.shape
-    bad: list[tuple[int, str, str, str]] = []
+    bad: list[tuple[int, RejectReason, str, str]] = []
     lengths = np.asarray(lengths, dtype=np.int64)
     if width < HEADER_BYTES:
         return {}, np.empty(0, np.int64), [
-            (i, "short_payload", f"at least {HEADER_BYTES} bytes", f"{int(lengths[i])}")
+            (i, RejectReason.SHORT_PAYLOAD, f"at least {HEADER_BYTES} bytes", f"{int(lengths[i])}")
             for i in range(n)]
     u16 = pay[:, :HEADER_BYTES].astype(np.uint16)
     magic_ok = (u16[:, 0] == 0x11) & (u16[:, 1] == 0x11)
@@ -179,21 +196,21 @@ def decode_payloads(
     if not ok.all():
         for i in np.flatnonzero(~ok):
             if len(bad) >= MAX_DESCRIBED:
-                reason = ("bad_magic" if not magic_ok[i] else "short_payload"
-                          if lengths[i] < HEADER_BYTES else "bad_chanspec" if nfft[i] == 0
-                          else "short_csi")
+                reason = (RejectReason.BAD_MAGIC if not magic_ok[i] else RejectReason.SHORT_PAYLOAD
+                          if lengths[i] < HEADER_BYTES else RejectReason.BAD_CHANSPEC if nfft[i] == 0
+                          else RejectReason.SHORT_CSI)
                 bad.append((int(i), reason, "", ""))
             elif not magic_ok[i]:
-                bad.append((int(i), "bad_magic", "Nexmon magic 0x1111",
+                bad.append((int(i), RejectReason.BAD_MAGIC, "Nexmon magic 0x1111",
                             pay[i, :4].tobytes().hex()))
             elif lengths[i] < HEADER_BYTES:
-                bad.append((int(i), "short_payload", f"at least {HEADER_BYTES} bytes",
+                bad.append((int(i), RejectReason.SHORT_PAYLOAD, f"at least {HEADER_BYTES} bytes",
                             f"{int(lengths[i])}"))
             elif nfft[i] == 0:
-                bad.append((int(i), "bad_chanspec", "chanspec bandwidth 20/40/80/160 MHz",
+                bad.append((int(i), RejectReason.BAD_CHANSPEC, "chanspec bandwidth 20/40/80/160 MHz",
                             f"0x{int(chanspec[i]):04x}"))
             else:
-                bad.append((int(i), "short_csi", f"{HEADER_BYTES + 4 * int(nfft[i])} bytes "
+                bad.append((int(i), RejectReason.SHORT_CSI, f"{HEADER_BYTES + 4 * int(nfft[i])} bytes "
                             f"for {int(bw[i])} MHz", f"{int(lengths[i])} bytes"))
         good = np.flatnonzero(ok)
     else:
@@ -339,6 +356,210 @@ def frames_from_rows(
             )
 
 
+# -- link assembly ----------------------------------------------------------------------
+
+#: Per-row fields that identify a link; chunks without them pass through.
+LINK_FIELDS = ("seq", "core", "spatial")
+
+
+class LinkAssembler:
+    """Streaming (core, spatial stream) → antenna-axis assembly of per-link CSI rows.
+
+    Nexmon sends one UDP packet per Wi-Fi frame **per receive core and spatial stream**
+    (one row each, ``fields["core"]``/``["spatial"]``, a shared ``fields["seq"]``).
+    Detectors want one row per Wi-Fi frame with every antenna pair side by side —
+    ``(n, n_subcarriers, n_rx, n_tx)`` — so that they can take the CSI ratio between
+    antennas. The reader and the UDP source run their rows through this by default:
+
+    * consecutive rows with the same ``seq`` form one group (a repeated (core, stream) pair
+      inside a run of equal ``seq`` starts a new group: a retransmission);
+    * the **link layout** is the set of cores × spatial streams seen so far; a group that
+      holds every link of the layout becomes one packet ``(n_subcarriers, n_cores,
+      n_streams)`` (receive cores on the rx axis, spatial streams on the tx axis), timed at
+      its first row, with the strongest link's ``rssi`` and ``meta["links"]``;
+    * a group missing a link (the firmware drops packets independently) is dropped and
+      counted in :attr:`incomplete`;
+    * a stream that only ever has one link (bcm43455c0 on a Raspberry Pi) is passed through
+      unchanged, chunk objects included, so single-link captures cost nothing.
+
+    The last group of a chunk may continue in the next chunk, so it is held back until the
+    next chunk (or :meth:`flush`) shows it complete. Memory: one group.
+
+    Attributes
+    ----------
+    cores, streams : tuple of int
+        The link layout learned so far (receive cores, spatial streams), ascending.
+    incomplete : int
+        Groups dropped because they lacked a link of the layout.
+    assembled : int
+        Multi-link packets emitted.
+    """
+
+    def __init__(self) -> None:
+        self.cores: tuple[int, ...] = ()
+        self.streams: tuple[int, ...] = ()
+        self.incomplete = 0
+        self.assembled = 0
+        self._held: Frames | None = None  # rows of the last, possibly unfinished group
+
+    @property
+    def multi_link(self) -> bool:
+        """True once more than one (core, stream) link has been seen."""
+        return len(self.cores) * len(self.streams) > 1
+
+    def update(self, frames: Frames) -> Frames | None:
+        """Consume one chunk; return the packets completed by it (``None`` if none).
+
+        Chunks that are not per-link CSI rows (no ``seq``/``core``/``spatial`` fields, or
+        already multi-antenna data) are returned unchanged.
+        """
+        if (frames.modality != "wifi_csi" or any(k not in frames.fields for k in LINK_FIELDS)
+                or frames.data.ndim != 4 or frames.data.shape[2:] != (1, 1)):
+            return frames
+        core = np.asarray(frames.fields["core"], np.int64)
+        spatial = np.asarray(frames.fields["spatial"], np.int64)
+        self._learn(core, spatial)
+        if not self.multi_link:
+            return frames
+        if self._held is not None:
+            frames = _concat(self._held, frames)
+            self._held = None
+        return self._assemble(frames, final=False)
+
+    def flush(self) -> Frames | None:
+        """End of stream: emit the held-back last group if it is complete."""
+        held, self._held = self._held, None
+        return None if held is None else self._assemble(held, final=True)
+
+    def stream(self, chunks: Iterable[Frames]) -> Iterator[Frames]:
+        """Assemble a whole stream: :meth:`update` on every chunk, then :meth:`flush`.
+
+        Parameters
+        ----------
+        chunks : iterable of Frames
+            Per-link rows (or any other chunks, passed through).
+
+        Yields
+        ------
+        Frames
+            Multi-link CSI packets ``(n, n_subcarriers, n_cores, n_streams)`` when the
+            stream has several cores or spatial streams; every other chunk unchanged.
+            Empty chunks are not yielded.
+        """
+        try:
+            for fr in chunks:
+                out = self.update(fr)
+                if out is not None and len(out):
+                    yield out
+        finally:  # stopped early: close a generator input (a live source's socket) now
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        out = self.flush()
+        if out is not None and len(out):
+            yield out
+
+    # ------------------------------------------------------------------ internals
+
+    def _learn(self, core: np.ndarray, spatial: np.ndarray) -> None:
+        cores = set(self.cores) | set(np.unique(core).tolist())
+        streams = set(self.streams) | set(np.unique(spatial).tolist())
+        self.cores, self.streams = tuple(sorted(cores)), tuple(sorted(streams))
+
+    def _assemble(self, fr: Frames, final: bool) -> Frames | None:
+        n = len(fr)
+        if not n:
+            return None
+        seq = np.asarray(fr.fields["seq"], np.int64)
+        ci = np.searchsorted(self.cores, np.asarray(fr.fields["core"], np.int64))
+        si = np.searchsorted(self.streams, np.asarray(fr.fields["spatial"], np.int64))
+        n_links = len(self.cores) * len(self.streams)
+        link = ci * len(self.streams) + si
+        group = _group_ids(seq, link)
+        n_groups = int(group[-1]) + 1
+        if not final:
+            # the last group may go on in the next chunk: hold its rows back
+            last = int(np.searchsorted(group, n_groups - 1))
+            self._held = _rows(fr, slice(last, n))
+            n_groups -= 1
+            if n_groups == 0:
+                return None
+            fr = _rows(fr, slice(0, last))
+            group, link, ci, si = group[:last], link[:last], ci[:last], si[:last]
+        counts = np.bincount(group, minlength=n_groups)
+        full = counts == n_links
+        self.incomplete += int(np.count_nonzero(~full))
+        if not full.any():
+            return None
+        keep_row = full[group]
+        out_index = np.cumsum(full) - 1  # group → output packet
+        first = np.flatnonzero(np.r_[True, np.diff(group) != 0])  # first row of each group
+        first = first[full]
+        n_out = len(first)
+        data = np.zeros((n_out, fr.data.shape[1], len(self.cores), len(self.streams)),
+                        fr.data.dtype)
+        rows = np.flatnonzero(keep_row)
+        data[out_index[group[rows]], :, ci[rows], si[rows]] = fr.data[rows, :, 0, 0]
+        self.assembled += n_out
+        fields = {k: np.asarray(v)[first] for k, v in fr.fields.items()
+                  if k not in ("core", "spatial")}
+        if "rssi" in fr.fields:
+            # the strongest link's RSSI (dBm; NaN when no link reports one)
+            rssi = np.full((n_out, n_links), np.nan, np.float32)
+            rssi[out_index[group[rows]], link[rows]] = np.asarray(fr.fields["rssi"],
+                                                                  np.float32)[rows]
+            fields["rssi"] = np.fmax.reduce(rssi, axis=1)
+        meta = dict(fr.meta)
+        meta["links"] = {"cores": list(self.cores), "spatial_streams": list(self.streams),
+                         "axes": "rx = receive core, tx = spatial stream"}
+        return replace(fr, data=data, times_s=np.asarray(fr.times_s)[first], fields=fields,
+                       meta=meta)
+
+
+def _group_ids(seq: np.ndarray, link: np.ndarray) -> np.ndarray:
+    """Group index of each row: a new group at a ``seq`` change or a repeated link."""
+    n = len(seq)
+    new = np.ones(n, dtype=bool)
+    new[1:] = seq[1:] != seq[:-1]
+    starts = np.flatnonzero(new)
+    lengths = np.diff(np.r_[starts, n])
+    run = np.cumsum(new) - 1
+    key = run * 64 + link  # links < 64 (cores, streams ≤ 8 each)
+    if (lengths > 1).any() and len(np.unique(key)) < n:
+        # within a run of equal seq, a link seen before in the run starts a new group
+        for a, ln in zip(starts[lengths > 1], lengths[lengths > 1], strict=True):
+            seen: set[int] = set()
+            for i in range(a, a + ln):
+                li = int(link[i])
+                if li in seen:
+                    new[i] = True
+                    seen = set()
+                seen.add(li)
+    return np.cumsum(new) - 1
+
+
+def _rows(fr: Frames, sl: slice) -> Frames:
+    return replace(fr, data=fr.data[sl], times_s=np.asarray(fr.times_s)[sl],
+                   fields={k: np.asarray(v)[sl] for k, v in fr.fields.items()})
+
+
+def _concat(a: Frames, b: Frames) -> Frames:
+    if a.data.shape[1:] != b.data.shape[1:]:
+        return b  # layout change (FFT size): the held rows cannot be a whole group
+    fields = {k: np.concatenate([np.asarray(a.fields[k]), np.asarray(v)])
+              for k, v in b.fields.items() if k in a.fields}
+    return replace(b, data=np.concatenate([a.data, b.data]),
+                   times_s=np.concatenate([np.asarray(a.times_s), np.asarray(b.times_s)]),
+                   fields=fields)
+
+
+def assemble_links(chunks: Iterable[Frames]) -> Iterator[Frames]:
+    """Assemble a stream of per-link rows with a new :class:`LinkAssembler` (see
+    :meth:`LinkAssembler.stream`). The readers do this themselves unless told
+    ``assemble=False``."""
+    return LinkAssembler().stream(chunks)
+
+
 @functools.lru_cache(maxsize=16)
 def _record_dtype(order: str, l2: int) -> np.dtype:
     """Fields of a pcap record holding a Nexmon UDP packet with a 20-byte IPv4 header:
@@ -376,8 +597,19 @@ class NexmonPcapReader(CaptureReader):
         Keep only the packets of this receive core / spatial stream (multi-core chips such
         as bcm4358/bcm4366c0 send one packet per core and stream); the others are counted
         in ``info()["other_streams"]``.
+    assemble : bool
+        Assemble the packets of each Wi-Fi frame into one multi-antenna row
+        (:class:`LinkAssembler`, the default); False: one row per UDP packet.
 
     Times are the pcap timestamps relative to the first CSI packet; ``t0`` is its UTC time.
+
+    Attributes
+    ----------
+    links : LinkAssembler or None
+        The link layout (``cores``, ``streams``) and ``incomplete`` frames of the last read
+        (None with ``assemble=False``).
+    packets : int
+        CSI UDP packets decoded in the last read (before assembly).
     """
 
     name = "nexmon_pcap"
@@ -388,7 +620,7 @@ class NexmonPcapReader(CaptureReader):
     def __init__(
         self, path: str | os.PathLike, *, chunk_size: int = 256, source: str | None = None,
         port: int = NEXMON_PORT, chip: str | None = None, core: int | None = None,
-        spatial: int | None = None,
+        spatial: int | None = None, assemble: bool = True,
     ) -> None:
         super().__init__(path, chunk_size=chunk_size, source=source)
         if chip is not None and chip not in set(CHIPS.values()):
@@ -397,8 +629,11 @@ class NexmonPcapReader(CaptureReader):
         self.chip = chip
         self.core = core
         self.spatial = spatial
+        self.assemble = assemble
+        self.links: LinkAssembler | None = None
         self.other_packets = 0
         self.other_streams = 0
+        self.packets = 0
 
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
@@ -588,12 +823,14 @@ class NexmonPcapReader(CaptureReader):
         short = plen > avail
         if short.any():
             idx = np.arange(n) if sel is None else sel
-            for i in np.flatnonzero(short)[: self.rejects.keep]:
+            cut = np.flatnonzero(short)
+            described = cut[: self.rejects.room]  # the rest are only counted
+            for i in described:
                 self.rejects.add(Reject(self.path, f"byte {base + int(offsets[idx[i]])}",
-                                        "truncated_packet", f"{int(plen[i])} UDP payload bytes",
+                                        RejectReason.TRUNCATED_PACKET,
+                                        f"{int(plen[i])} UDP payload bytes",
                                         f"{int(avail[i])} captured"))
-            k = int(np.count_nonzero(short))
-            self.rejects.counts["truncated_packet"] += k - min(k, self.rejects.keep)
+            self.rejects.add(RejectReason.TRUNCATED_PACKET, len(cut) - len(described))
             keep = ~short
             sel = idx[keep]
             avail, plen, start = avail[keep], plen[keep], start[keep]
@@ -611,11 +848,11 @@ class NexmonPcapReader(CaptureReader):
         rows, good, bad = decode_payloads(head, plen, chip=self.chip, body=body)
         idx = np.arange(n) if sel is None else sel
         for i, reason, expected, got in bad:
-            if expected and len(self.rejects.first) < self.rejects.keep:
+            if expected and self.rejects.room:
                 self.rejects.add(Reject(self.path, f"byte {base + int(offsets[idx[i]])}",
                                         reason, expected, got))
             else:
-                self.rejects.counts[reason] += 1
+                self.rejects.add(reason)
         if not len(good):
             return None
         whole = len(good) == len(idx)
@@ -628,9 +865,19 @@ class NexmonPcapReader(CaptureReader):
         return rows
 
     def chunks(self) -> Iterator[Frames]:
+        rows = self._packet_chunks()
+        if not self.assemble:
+            self.links = None
+            return rows
+        self.links = LinkAssembler()
+        return self.links.stream(rows)
+
+    def _packet_chunks(self) -> Iterator[Frames]:
+        """One row per CSI UDP packet (what ``chunks`` assembles)."""
         self.rejects = RejectLog()
         self.other_packets = 0
         self.other_streams = 0
+        self.packets = 0
         t_first: tuple[int, int] | None = None
         t0 = None
         with open(self.path, "rb") as fh:
@@ -642,7 +889,7 @@ class NexmonPcapReader(CaptureReader):
             if isinstance(blk, tuple):  # the file ends inside a record
                 at, head, have = blk
                 need = (16 + int.from_bytes(head[8:12], order)) if have >= 12 else 16
-                self.rejects.add(Reject(self.path, f"byte {at}", "truncated_record",
+                self.rejects.add(Reject(self.path, f"byte {at}", RejectReason.TRUNCATED_RECORD,
                                         f"a complete pcap record of {need} bytes",
                                         f"{have} bytes before end of file"))
                 self.bytes_read = at + have
@@ -654,6 +901,7 @@ class NexmonPcapReader(CaptureReader):
                 rows, dropped = select_stream(rows, self.core, self.spatial)
                 self.other_streams += dropped
             if rows is not None and len(rows["nfft"]):
+                self.packets += len(rows["nfft"])
                 if t_first is None:
                     t_first = (int(rows["sec"][0]), int(rows["frac"][0]))
                     t0 = datetime.fromtimestamp(t_first[0] + t_first[1] * unit, tz=timezone.utc)
@@ -662,9 +910,20 @@ class NexmonPcapReader(CaptureReader):
                                             meta, self.chunk_size, t0, self.chip)
 
     def info(self) -> dict[str, Any]:
+        """:meth:`CaptureReader.info` (``frames``: what :meth:`chunks` yields — Wi-Fi
+        frames, or UDP packets with ``assemble=False``), plus ``other_packets`` (not CSI),
+        ``other_streams`` (not the selected core/stream) and, when assembling, the link
+        layout ``cores`` and ``spatial_streams``, ``wifi_frames`` (= ``frames``) and the
+        ``incomplete_frames`` dropped. :attr:`packets` counts the CSI UDP packets read."""
         out = super().info()
+        out.pop("links", None)  # (the chunks' meta["links"]: reported as below)
         out["other_packets"] = self.other_packets
         out["other_streams"] = self.other_streams
+        if self.links is not None:
+            out["cores"] = list(self.links.cores)
+            out["spatial_streams"] = list(self.links.streams)
+            out["wifi_frames"] = out["frames"]
+            out["incomplete_frames"] = self.links.incomplete
         return out
 
 
@@ -684,3 +943,100 @@ def _udp_payload_offset(pkt: bytes, link: int) -> int | None:
     if len(pkt) < ip + 28 or pkt[ip] >> 4 != 4 or pkt[ip + 9] != 17:
         return None
     return ip + (pkt[ip] & 0x0F) * 4 + 8
+
+
+# -- writer ------------------------------------------------------------------------------
+
+#: chip name → chip version field.
+CHIP_CODES = {name: code for code, name in CHIPS.items()}
+
+
+def _ip_checksum(header: bytes) -> int:
+    words = struct.unpack(f"!{len(header) // 2}H", header)
+    s = sum(words)
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+class NexmonPcapWriter:
+    """Write Nexmon CSI UDP packets (int16 chips) into a classic pcap file (Ethernet).
+
+    One UDP packet (10.10.10.10 → 255.255.255.255, port 5500) per Wi-Fi frame per receive
+    core and spatial stream, with the 2-byte magic + RSSI + frame-control header, as the
+    bcm43455c0 (Raspberry Pi 3B+/4) and bcm4339 firmware send.
+
+    Parameters
+    ----------
+    fh : binary file
+        Opened for writing; the pcap global header is written at once.
+    chip : {"bcm43455c0", "bcm4339"}
+        Chip version field (the int16 CSI chips).
+    channel : int
+        Channel number in the chanspec.
+    src_mac : bytes
+        Transmitter MAC of the Wi-Fi frames (6 bytes).
+    """
+
+    def __init__(self, fh: BinaryIO, *, chip: str = "bcm43455c0", channel: int = 6,
+                 src_mac: bytes = b"\x24\x0a\xc4\x00\x00\x01") -> None:
+        if chip not in ("bcm43455c0", "bcm4339"):
+            raise ValueError(f"only the int16 chips bcm43455c0/bcm4339 are written, got {chip!r}")
+        self.fh = fh
+        self.chip = CHIP_CODES[chip]
+        self.channel = int(channel)
+        self.src_mac = bytes(src_mac)
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+
+    def write(self, csi: np.ndarray, times_s: np.ndarray, seq: np.ndarray,
+              rssi_dbm: np.ndarray, *, t0_s: float = 0.0, fc: int = 0x08) -> None:
+        """Append the UDP packets of ``n`` Wi-Fi frames.
+
+        Parameters
+        ----------
+        csi : numpy.ndarray
+            Complex ``(n, nfft, n_cores, n_streams)`` in ascending subcarrier order
+            (``-nfft/2 … nfft/2 - 1``), integer-valued int16; nfft 64/128/256 for
+            20/40/80 MHz.
+        times_s : numpy.ndarray
+            Frame times (s from ``t0_s``), written as pcap timestamps (µs).
+        seq : numpy.ndarray
+            802.11 sequence numbers (uint16).
+        rssi_dbm : numpy.ndarray
+            RSSI of each frame (dBm, int8).
+        t0_s : float
+            Unix time of ``times_s == 0``.
+        fc : int
+            802.11 frame-control byte.
+        """
+        n, nfft, n_cores, n_streams = csi.shape
+        bw_code = {64: 2, 128: 3, 256: 4}[nfft]
+        chanspec = (bw_code << 11) | (self.channel & 0xFF)
+        fft = np.fft.ifftshift(csi, axes=1)  # ascending → FFT order
+        iq = np.stack([np.rint(fft.real), np.rint(fft.imag)], axis=-1)
+        if np.abs(iq).max(initial=0) > 32767:
+            raise ValueError("Nexmon int16 CSI values must fit int16")
+        iq = iq.astype("<i2")  # (n, nfft, cores, streams, 2)
+        out = bytearray()
+        us = np.rint((t0_s + np.asarray(times_s, float)) * 1e6).astype(np.int64)
+        for k in range(n):
+            for c in range(n_cores):
+                for s in range(n_streams):
+                    payload = struct.pack("<BBbB6sHHHH", 0x11, 0x11, int(rssi_dbm[k]), fc,
+                                          self.src_mac, int(seq[k]) & 0xFFFF, c | (s << 3),
+                                          chanspec, self.chip) + iq[k, :, c, s].tobytes()
+                    out += self._packet(int(us[k]), payload)
+        self.fh.write(out)
+
+    def _packet(self, t_us: int, payload: bytes) -> bytes:
+        udp = struct.pack("!HHHH", NEXMON_PORT, NEXMON_PORT, 8 + len(payload), 0)
+        total = 20 + len(udp) + len(payload)
+        # as the firmware sends it: IP id 1, TTL 1, Ethernet source "NEXMON" (csiread and
+        # CSIKit look for it)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 1, 0, 1, 17, 0,
+                         bytes([10, 10, 10, 10]), b"\xff\xff\xff\xff")
+        ip = ip[:10] + struct.pack("!H", _ip_checksum(ip)) + ip[12:]
+        eth = b"\xff" * 6 + b"NEXMON" + b"\x08\x00"
+        frame = eth + ip + udp + payload
+        return struct.pack("<IIII", t_us // 1_000_000, t_us % 1_000_000, len(frame),
+                           len(frame)) + frame

@@ -56,7 +56,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sensing.errors import Reject, RejectLog
+from sensing.errors import Reject, RejectLog, RejectReason
 from sensing.formats.base import FORMATS, CaptureReader
 from sensing.formats.intel5300 import (
     SUBCARRIERS_20MHZ,
@@ -516,20 +516,20 @@ def _iwl5300_ntx(n_rx: int, buf_len: int) -> int | None:
 
 
 def _csi_problem(dev: int, fmt: int, cbw: int, n_tone: int, n_sts: int, n_rx: int,
-                 buf_len: int) -> tuple[str, str, str] | None:
+                 buf_len: int) -> tuple[RejectReason, str, str] | None:
     """Why CSI buffers of these header values cannot be decoded, as ``(reason, expected,
     got)`` of a reject; None when they can (see :func:`_decode_buffers`)."""
     if not 1 <= n_rx <= 4:
-        return "bad_dimensions", "1..4 rx chains", str(n_rx)
+        return RejectReason.BAD_DIMENSIONS, "1..4 rx chains", str(n_rx)
     if dev == 0x5300:
         if _iwl5300_ntx(n_rx, buf_len) is None or n_tone != 30:
-            return ("bad_dimensions", "IWL5300 CSI of 30 tones and (30*(16*nrx*ntx+3)+7)//8 "
+            return (RejectReason.BAD_DIMENSIONS, "IWL5300 CSI of 30 tones and (30*(16*nrx*ntx+3)+7)//8 "
                     "bytes", f"{n_tone} tones, {buf_len} bytes for {n_rx} rx")
         return None
     if dev == 0x9300:
         ntx = n_sts
         if ntx < 1 or (n_tone * n_rx * ntx // 2) * 5 > buf_len or n_tone * n_rx * ntx % 2:
-            return ("bad_dimensions", "QCA9300 CSI of 10-bit values filling the buffer",
+            return (RejectReason.BAD_DIMENSIONS, "QCA9300 CSI of 10-bit values filling the buffer",
                     f"{n_tone} tones x {n_rx} rx x {ntx} tx in {buf_len} bytes")
         return None
     if dev in (0x2000, 0x2100):
@@ -537,11 +537,11 @@ def _csi_problem(dev: int, fmt: int, cbw: int, n_tone: int, n_sts: int, n_rx: in
         plan = TONE_PLANS.get((fmt, cbw))
         if ntx < 1 or ntx * n_rx * n_tone * 4 != buf_len or plan is None \
                 or len(plan[0]) != n_tone:
-            return ("bad_dimensions", "Intel MVM CSI of tx*rx*tones*4 bytes and a known tone "
+            return (RejectReason.BAD_DIMENSIONS, "Intel MVM CSI of tx*rx*tones*4 bytes and a known tone "
                     "plan", f"format {fmt}, {cbw} MHz, {n_tone} tones x {n_rx} rx x {ntx} tx, "
                     f"{buf_len} bytes")
         return None
-    return ("unsupported_device", "device type 0x5300, 0x9300, 0x2000 or 0x2100",
+    return (RejectReason.UNSUPPORTED_DEVICE, "device type 0x5300, 0x9300, 0x2000 or 0x2100",
             f"0x{dev:04x} ({DEVICES.get(dev, 'unknown')})")
 
 
@@ -651,8 +651,16 @@ class PicoScenesReader(CaptureReader):
             return False
         return True
 
-    def _reject(self, offset: int, reason: str, expected: str, got: str) -> None:
+    def _reject(self, offset: int, reason: RejectReason, expected: str, got: str) -> None:
         self.rejects.add(Reject(self.path, f"byte {offset}", reason, expected, got))
+
+    def _reject_all(self, offsets: np.ndarray, problem: tuple[RejectReason, str, str]) -> None:
+        """Reject every frame at ``offsets`` for one ``(reason, expected, got)``: each is
+        counted, the first ones (while the log has room) are described."""
+        described = offsets[: self.rejects.room]
+        for o in described:
+            self._reject(int(o), *problem)
+        self.rejects.add(problem[0], len(offsets) - len(described))
 
     def _decode_group(self, rows: np.ndarray, arr: np.ndarray, starts: np.ndarray, base: int,
                       layout, seq: np.ndarray) -> list[dict[str, Any]] | None:
@@ -678,9 +686,8 @@ class PicoScenesReader(CaptureReader):
             return None
         n = len(rows)
         if plan.csi_version not in CSI_LAYOUT:
-            for o in offs[: self.rejects.keep]:
-                self._reject(int(o), "csi_version", "CSI segment version 1-4",
-                             str(plan.csi_version))
+            self._reject_all(offs, (RejectReason.CSI_VERSION, "CSI segment version 1-4",
+                                    str(plan.csi_version)))
             return None
         rec = rows.view(_row_dtype(plan.spec, rows.shape[1]))[:, 0]
         out = _row_fields(rec, plan)
@@ -727,14 +734,12 @@ class PicoScenesReader(CaptureReader):
         """CSI of frames sharing device and dimensions, whose buffers start at offsets ``at``
         of the block ``arr``; ``(csi, subcarriers, nrx, ntx)``."""
         if buf_len > room:
-            problem = ("short_csi", f"{buf_len} CSI bytes inside the segment", f"{room}")
+            problem = (RejectReason.SHORT_CSI, f"{buf_len} CSI bytes inside the segment",
+                       f"{room}")
         else:
             problem = _csi_problem(dev, fmt, cbw, n_tone, n_sts, n_rx, buf_len)
         if problem is not None:
-            for o in offs[: self.rejects.keep]:
-                self._reject(int(o), *problem)
-            if len(offs) > self.rejects.keep:
-                self.rejects.counts[problem[0]] += len(offs) - self.rejects.keep
+            self._reject_all(offs, problem)
             return None
         return _decode_buffers(arr, at, dev, fmt, cbw, n_tone, n_sts, n_rx, buf_len, ant_sel,
                                sc_offset)
@@ -747,7 +752,7 @@ class PicoScenesReader(CaptureReader):
             if isinstance(blk, tuple):  # the file ends inside a frame
                 at, head, have = blk
                 need = 4 + int.from_bytes(head[:4], "little") if have >= 4 else 4
-                self._reject(at, "truncated_frame", f"a complete frame of {need} bytes",
+                self._reject(at, RejectReason.TRUNCATED_FRAME, f"a complete frame of {need} bytes",
                              f"{have} bytes before end of file")
                 self.bytes_read = at + have
                 continue
@@ -854,7 +859,7 @@ class PicoScenesReader(CaptureReader):
             try:
                 layout = segment_layout(bytes(buf[o0: o0 + s0]))
             except LayoutError as exc:
-                self._reject(base + o0, "bad_frame", *exc.args)
+                self._reject(base + o0, RejectReason.BAD_FRAME, *exc.args)
                 todo = todo[1:]
                 continue
             mpdu_at = layout[-1][2]

@@ -1,9 +1,14 @@
 """Seeded, physically grounded simulators that write real capture formats plus ground truth.
 
-Each simulator is a function registered in :data:`SIMULATORS`, called as
-``fn(out, *, seed=0, **params) -> dict`` (the ground truth, also written to
-``<out>.truth.json``). Its keyword parameters (with defaults and type hints) become the
-options of ``ambisense simulate NAME`` (``rate_bpm`` → ``--rate-bpm``).
+Each simulator is a function registered in :data:`SIMULATORS` with :func:`simulator`,
+called as ``fn(out, params=None, **options) -> dict`` (the ground truth, also written to
+``<out>.truth.json``). Its options are declared once, as a :class:`~sensing.params.Params`
+model in ``fn.Params`` (with ``seed``): it validates the keyword options, and its fields
+(type, unit, default, range, doc) become the options of ``ambisense simulate NAME``
+(``rate_bpm`` → ``--rate-bpm``).
+
+The impairments of commodity radios (CFO, timing offset, AGC, quantisation, packet jitter
+and loss, clock drift …) are in :mod:`sensing.simulate.radio`, shared by the simulators.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import json
 import os
 import pkgutil
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from sensing.params import NoParams, Params
 from sensing.registry import Registry
 
 
@@ -25,7 +31,26 @@ def _load_all() -> None:
             importlib.import_module(f"{__name__}.{mod.name}")
 
 
-SIMULATORS: Registry[Callable[..., dict[str, Any]]] = Registry("simulator", loader=_load_all)
+SIMULATORS: Registry[Callable[..., dict[str, Any]]] = Registry(
+    "simulator", loader=_load_all, group="ambisense.simulators")
+
+F = TypeVar("F", bound=Callable[..., dict[str, Any]])
+
+
+def simulator(name: str, params: type[Params]) -> Callable[[F], F]:
+    """Register a simulator ``fn(out, params=None, **options)`` under ``name``, with its
+    option model ``params`` (set as ``fn.Params``)."""
+    def deco(fn: F) -> F:
+        fn.Params = params  # type: ignore[attr-defined]
+        return SIMULATORS.register(name)(fn)
+    return deco
+
+
+def params_of(fn: Callable[..., Any]) -> type[Params]:
+    """The option model of a registered simulator (:class:`~sensing.params.NoParams` for a
+    plug-in that declares none)."""
+    model = getattr(fn, "Params", None)
+    return model if isinstance(model, type) and issubclass(model, Params) else NoParams
 
 
 def truth_path(out: str | os.PathLike) -> str:

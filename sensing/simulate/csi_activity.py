@@ -24,10 +24,11 @@ Physical model
   - ``still``: stand/sit/lie still; breathing moves the chest ±3–6 mm at 0.2–0.35 Hz and
     standing people sway ±1 cm.
 
-* Receiver impairments per packet: random common phase (CFO), linear phase slope from a
-  random timing offset (±50 ns), slow AGC gain drift with occasional 1–3 dB steps, fixed
-  per-device subcarrier ripple, complex Gaussian noise (SNR 20–35 dB), scaling to int8 and
-  clipping; packet times with gamma jitter and Bernoulli+burst loss.
+* Receiver impairments per packet (models of :mod:`sensing.simulate.radio`): random common
+  phase (CFO), linear phase slope from a random timing offset (±50 ns), slow AGC gain drift
+  with occasional 1–3 dB steps, fixed per-device subcarrier ripple, complex Gaussian noise
+  (SNR 27–38 dB), scaling to int8 and clipping; packet times with gamma jitter and
+  Bernoulli+burst loss.
 
 The in-memory generator :func:`stream_activity` yields the same chunks that the registered
 ``csi-activity`` simulator writes as real ESP32 ``CSI_DATA`` lines, so features can be
@@ -42,9 +43,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import field_validator
 
 from sensing.formats.esp32_csi import format_csi_line, lltf20_buffer_index
-from sensing.simulate import SIMULATORS, write_truth
+from sensing.params import Params, param
+from sensing.simulate import radio, simulator, write_truth
 
 C = 299_792_458.0  # m/s
 FC_HZ = 2.437e9  # channel 6
@@ -481,40 +484,16 @@ class Channel:
         return np.einsum("np,npk->nk", base, ramp)
 
 
-class ImpairmentState:
-    """Per-stream receiver impairment state (AGC gain drift/steps)."""
-
-    def __init__(self, rng: np.random.Generator, locked: bool) -> None:
-        self.rng = rng
-        self.locked = locked
-        self.gain_db = 0.0
-        self.next_step_s = float(rng.uniform(5, 30))
-
-    def gains_db(self, t: np.ndarray) -> np.ndarray:
-        if self.locked or not len(t):
-            return np.zeros(len(t))
-        g = self.gain_db + np.cumsum(self.rng.normal(0, 0.01, len(t)))
-        for i in np.flatnonzero(t >= self.next_step_s)[:1]:
-            g[i:] += self.rng.choice([-1, 1]) * self.rng.uniform(1.0, 3.0)
-            self.next_step_s = float(t[i] + self.rng.uniform(5, 30))
-        g = np.clip(g, -6, 6)
-        self.gain_db = float(g[-1])
-        return g
-
-
 def packet_times(rng: np.random.Generator, t_start: float, t_end: float, rate_hz: float,
                  loss: float) -> np.ndarray:
-    """Packet arrival times (s) in ``[t_start, t_end)`` at ``rate_hz`` with gamma jitter and
-    Bernoulli + burst loss (``loss`` = mean lost fraction)."""
+    """Packet arrival times (s) in ``[t_start, t_end)`` at ``rate_hz`` with gamma jitter
+    (:func:`~sensing.simulate.radio.gamma_intervals`) and Bernoulli + burst loss
+    (:func:`~sensing.simulate.radio.bernoulli_burst_keep`, ``loss`` = mean lost fraction)."""
     n = int((t_end - t_start) * rate_hz * 1.2) + 4
-    gaps = rng.gamma(8.0, 1.0 / (8.0 * rate_hz), n)
-    t = t_start + np.cumsum(gaps)
+    t = t_start + np.cumsum(radio.gamma_intervals(rng, n, rate_hz, shape=8.0))
     t = t[t < t_end]
-    keep = rng.random(len(t)) >= loss * 0.7
-    # occasional bursts of ~10 lost packets
-    for b in np.flatnonzero(rng.random(len(t)) < loss * 0.03):
-        keep[b:b + 10] = False
-    return t[keep]
+    return t[radio.bernoulli_burst_keep(rng, len(t), loss, single=0.7, burst_start=0.03,
+                                        burst_len=10)]
 
 
 def stream_activity(
@@ -533,10 +512,11 @@ def stream_activity(
     i.e. what the ESP32 reader outputs for the written file. Memory per chunk is bounded by
     ``chunk_s``.
     """
-    imp = ImpairmentState(rng, channel.gain_locked)
+    agc = radio.AgcDrift(rng, locked=channel.gain_locked, walk_db=0.01, step_db=(1.0, 3.0),
+                         interval_s=(5.0, 30.0), range_db=(-6.0, 6.0))
     t_end = segments[-1].end_s if t_end is None else t_end
     mean_amp = float(np.mean(np.abs(channel.static)))
-    noise_sd = mean_amp * 10 ** (-channel.snr_db / 20) / np.sqrt(2)
+    noise_sd = radio.noise_sd(channel.snr_db, amplitude=mean_amp)
     occ = np.searchsorted(ALL_SC, OCCUPIED)
     t0 = 0.0
     while t0 < t_end:
@@ -550,30 +530,48 @@ def stream_activity(
         h = channel.static[None] + channel.person(points_at(segments, t))
         h = h * channel.ripple[None]
         n = len(t)
-        h = h + noise_sd * (rng.normal(size=h.shape) + 1j * rng.normal(size=h.shape))
+        h = h + radio.awgn(rng, h.shape, noise_sd)
         # CFO common phase and timing-offset phase slope per packet
-        tau = rng.uniform(-50e-9, 50e-9, n)
-        ph = rng.uniform(0, 2 * np.pi, n)[:, None] - 2 * np.pi * OCCUPIED[None] * SC_SPACING_HZ * tau[:, None]
-        gain = 10 ** (imp.gains_db(t) / 20) * channel.target_amp / mean_amp
+        tau = radio.timing_offsets(rng, n, 50e-9)
+        ph = (radio.common_phase(rng, n, 0, 2 * np.pi)[:, None]
+              - radio.timing_phase(tau, OCCUPIED, SC_SPACING_HZ))
+        gain = radio.db_to_amplitude(agc.gains_db(t)) * channel.target_amp / mean_amp
         h = h * np.exp(1j * ph) * gain[:, None]
         out = np.zeros((n, 64), dtype=np.complex64)
-        re = np.clip(np.rint(h.real), -128, 127)
-        im = np.clip(np.rint(h.imag), -128, 127)
-        out[:, occ] = re + 1j * im
+        out[:, occ] = radio.quantise(h, "int8")
         yield t, out
 
 
-@SIMULATORS.register("csi-activity")
-def csi_activity(
-    out: str | os.PathLike,
-    *,
-    seed: int = 0,
-    duration_s: float = 120.0,
-    rate_hz: float = 100.0,
-    falls: int = 1,
-    loss: float = 0.02,
-    activities: str = "walk,sit,lie_down,pick_up,still",
-) -> dict[str, Any]:
+class ActivityParams(Params):
+    """Options of ``ambisense simulate csi-activity`` (:func:`csi_activity`)."""
+
+    seed: int = param(0, ge=0, doc="random seed (geometry, script, noise); the same options "
+                                    "and seed give byte-identical files")
+    duration_s: float = param(120.0, unit="s", gt=0,
+                              doc="minimum length of the activity script (the last activity "
+                                  "is completed)")
+    rate_hz: float = param(100.0, unit="Hz", ge=1, le=2000,
+                           doc="nominal packet rate (gamma-jittered intervals)")
+    falls: int = param(1, ge=0, le=1000, doc="number of falls in the script")
+    loss: float = param(0.02, ge=0, lt=1, doc="mean fraction of lost packets (70 % single, "
+                                               "30 % in bursts of 10)")
+    activities: str = param(",".join(ORDINARY),
+                            doc="comma-separated ordinary activities to draw from "
+                                f"({', '.join(ORDINARY)})")
+
+    @field_validator("activities")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        acts = [a.strip() for a in v.split(",") if a.strip()]
+        bad = [a for a in acts if a not in ORDINARY]
+        if not acts or bad:
+            raise ValueError(f"expected names from {', '.join(ORDINARY)}, got {v!r}")
+        return v
+
+
+@simulator("csi-activity", ActivityParams)
+def csi_activity(out: str | os.PathLike, params: ActivityParams | None = None,
+                 **options: Any) -> dict[str, Any]:
     """Person doing daily activities (and falling) in a room, as ESP32 CSI_DATA lines.
 
     Writes an esp-csi ``CSI_DATA`` log (HT20 LLTF, one antenna) and a truth sidecar with the
@@ -584,19 +582,20 @@ def csi_activity(
     ----------
     out : path
         Capture file to write.
-    seed : int
-        Random seed (geometry, script, noise).
-    duration_s : float
-        Minimum length of the activity script (s).
-    rate_hz : float
-        Nominal packet rate (Hz).
-    falls : int
-        Number of falls in the script.
-    loss : float
-        Mean fraction of lost packets.
-    activities : str
-        Comma-separated ordinary activities to draw from.
+    params : ActivityParams, optional
+        The options (default: the defaults), with ``options`` applied.
+    **options
+        Fields of :class:`ActivityParams` (``seed``, ``duration_s``, ``rate_hz``,
+        ``falls``, ``loss``, ``activities``), each documented there with unit and range.
+
+    Raises
+    ------
+    OptionError
+        An unknown option or a value out of range.
     """
+    p = ActivityParams.build(params, options, where="csi-activity")
+    seed, duration_s, rate_hz, falls, loss = p.seed, p.duration_s, p.rate_hz, p.falls, p.loss
+    activities = p.activities
     rng = np.random.default_rng(seed)
     acts = tuple(a.strip() for a in activities.split(",") if a.strip())
     channel = Channel.random(rng)

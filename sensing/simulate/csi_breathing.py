@@ -13,8 +13,9 @@ Physical model (narrow-band multipath, per subcarrier ``k`` at ``f_c + k·312.5 
 * Breathing ``δ(t)``: asymmetric cycles (inhale ≈ 40 % of the cycle, a slower exhale),
   chest excursion ``depth_mm`` ± 15 % per breath, breath-to-breath period variability
   (coefficient of variation 5 %) and an optional linear rate drift.
-* Radio impairments per packet: random common phase (CFO), random timing offset (linear
-  phase across subcarriers, ± 50 ns), AGC gain steps (Poisson, 1–6 dB) plus gain jitter,
+* Radio impairments per packet (models of :mod:`sensing.simulate.radio`): random common
+  phase (CFO), random timing offset (linear phase across subcarriers, ± 50 ns), AGC gain
+  steps (Poisson, 1–6 dB) plus gain jitter,
   complex Gaussian noise at ``snr_db`` (per subcarrier, before AGC), int8 rounding and
   clipping, guard subcarriers at 0 and garbage at DC, packet-interval jitter and bursty
   (Gilbert–Elliott) loss, a slowly drifting environment path.
@@ -30,15 +31,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
+from pydantic import field_validator
 
 from sensing.formats.esp32_csi import format_csi_line, lltf20_buffer_index
-from sensing.formats.intel5300 import SUBCARRIERS_20MHZ
-from sensing.formats.writers import Intel5300Writer, NexmonPcapWriter
+from sensing.formats.intel5300 import SUBCARRIERS_20MHZ, Intel5300Writer
+from sensing.formats.nexmon_pcap import NexmonPcapWriter
 from sensing.frames import Frames
-from sensing.simulate import SIMULATORS, write_truth
+from sensing.params import OptionError, Params, param
+from sensing.simulate import radio, simulator, write_truth
 
 C = 299_792_458.0  #: speed of light, m/s
 SUBCARRIER_SPACING_HZ = 312.5e3
@@ -56,46 +59,78 @@ _CHEST_RCS_M2 = 0.5
 _BODY_RCS_M2 = 1.0
 
 
-@dataclass
-class ScenarioParams:
-    """Parameters of one simulated capture (see :func:`simulate_csi_breathing`)."""
+#: ``file_format`` → name of the capture format written (the reader's, as ``ambisense info``
+#: reports it).
+FILE_FORMATS = {"esp32": "esp32_csi", "intel5300": "intel5300", "nexmon": "nexmon_pcap"}
+#: Receive antennas each file format can hold.
+MAX_RX = {"esp32": 1, "intel5300": 3, "nexmon": 8}
+#: Options recorded as the scenario in ``truth["params"]`` (the file format and layout are
+#: recorded separately), in this order.
+TRUTH_PARAMS = ("duration_s", "rate_bpm", "distance_m", "snr_db", "packet_rate_hz", "seed",
+                "fidgets", "empty", "absent_s", "drift_bpm_per_min", "depth_mm", "jitter",
+                "loss", "agc_jumps_per_min", "channel", "n_rx", "data_tones")
 
-    duration_s: float = 60.0
-    rate_bpm: float = 15.0
-    distance_m: float = 2.0
-    snr_db: float = 30.0
-    packet_rate_hz: float = 100.0
-    seed: int = 0
-    fidgets: int = 0
-    empty: bool = False
-    absent_s: str = ""
-    drift_bpm_per_min: float = 0.0
-    depth_mm: float = 5.0
-    jitter: float = 0.2
-    loss: float = 0.03
-    agc_jumps_per_min: float = 1.0
-    channel: int = 6
-    n_rx: int = 1
-    #: Occupied subcarriers ±1…±data_tones (26: the ESP32's LLTF; 28: HT20 for Intel/Nexmon).
-    data_tones: int = 26
 
-    def validate(self) -> None:
-        if self.duration_s <= 0:
-            raise ValueError(f"duration_s must be > 0 s, got {self.duration_s}")
-        if not 1.0 <= self.packet_rate_hz <= 2000.0:
-            raise ValueError(f"packet_rate_hz must be in 1..2000 Hz, got {self.packet_rate_hz}")
-        if not 2.0 <= self.rate_bpm <= 80.0:
-            raise ValueError(f"rate_bpm must be in 2..80 breaths/min, got {self.rate_bpm}")
-        if self.distance_m <= 0.2:
-            raise ValueError(f"distance_m must be > 0.2 m, got {self.distance_m}")
-        if not 0.0 <= self.loss < 0.9:
-            raise ValueError(f"loss must be in [0, 0.9), got {self.loss}")
-        if not 1 <= self.channel <= 14:
-            raise ValueError(f"channel must be a 2.4 GHz channel 1..14, got {self.channel}")
-        if self.n_rx < 1:
-            raise ValueError(f"n_rx must be >= 1, got {self.n_rx}")
-        if not 1 <= self.data_tones <= 31:
-            raise ValueError(f"data_tones must be in 1..31, got {self.data_tones}")
+class ScenarioParams(Params):
+    """Options of one simulated capture: ``ambisense simulate csi-breathing``,
+    :func:`simulate_csi_breathing` and :func:`generate`."""
+
+    seed: int = param(0, ge=0, doc="random seed; the same options and seed give "
+                                    "byte-identical files")
+    duration_s: float = param(60.0, unit="s", gt=0, doc="capture length")
+    rate_bpm: float = param(15.0, unit="breaths/min", ge=2, le=80,
+                            doc="mean breathing rate at the start")
+    distance_m: float = param(2.0, unit="m", gt=0.2,
+                              doc="person–receiver distance; the chest reflection weakens "
+                                  "with distance")
+    snr_db: float = param(30.0, unit="dB", ge=-20, le=80,
+                          doc="per-subcarrier signal-to-noise ratio before AGC and "
+                              "quantisation")
+    packet_rate_hz: float = param(100.0, unit="Hz", ge=1, le=2000,
+                                  doc="nominal packet rate; intervals are jittered and "
+                                      "packets lost in bursts")
+    layout: Literal["esp-csi", "esp32-csi-tool"] = param(
+        "esp-csi", doc="column layout of the ESP32 lines (file_format esp32)")
+    fidgets: int = param(0, ge=0, le=1000, doc="number of 2–6 s body-motion episodes")
+    empty: bool = param(False, doc="empty room: nobody present, no breathing at all")
+    absent_s: str = param("", unit="s",
+                          doc='intervals with nobody present, "START-END,…" in seconds')
+    drift_bpm_per_min: float = param(0.0, unit="breaths/min per min", ge=-30, le=30,
+                                     doc="linear drift of the breathing rate")
+    depth_mm: float = param(5.0, unit="mm", ge=0, le=50,
+                            doc="chest excursion, peak to trough (± 15 % per breath)")
+    jitter: float = param(0.2, unit="× period", ge=0, le=5,
+                          doc="standard deviation of packet intervals relative to the "
+                              "nominal period")
+    loss: float = param(0.03, ge=0, lt=0.9, doc="fraction of packets lost (bursty)")
+    agc_jumps_per_min: float = param(1.0, unit="1/min", ge=0, le=600,
+                                     doc="mean number of AGC gain steps (1–6 dB) per minute")
+    channel: int = param(6, ge=1, le=14, doc="2.4 GHz WiFi channel")
+    file_format: Literal["esp32", "intel5300", "nexmon"] = param(
+        "esp32", doc="file written: ESP32 CSI_DATA log, Intel 5300 .dat or Nexmon pcap")
+    n_rx: int = param(1, ge=1, le=8, doc="receive antennas (esp32: 1; intel5300: 1–3; "
+                                         "nexmon: 1–8 spatial streams)")
+    data_tones: int | None = param(
+        None, ge=1, le=31, doc="occupied subcarriers ±1…±N (default: 26, the ESP32 LLTF, "
+                               "for esp32; 28, HT20, for intel5300 and nexmon)")
+
+    @field_validator("absent_s")
+    @classmethod
+    def _intervals(cls, v: str) -> str:
+        parse_intervals(v)
+        return v
+
+    @property
+    def tones(self) -> int:
+        """Occupied subcarriers ±1…±``tones``: ``data_tones``, or the file format's."""
+        if self.data_tones is not None:
+            return self.data_tones
+        return 26 if self.file_format == "esp32" else 28
+
+    def scenario(self) -> dict[str, Any]:
+        """The options recorded as ``truth["params"]`` (:data:`TRUTH_PARAMS`)."""
+        return {k: self.tones if k == "data_tones" else getattr(self, k)
+                for k in TRUTH_PARAMS}
 
 
 def parse_intervals(text: str) -> list[tuple[float, float]]:
@@ -149,7 +184,6 @@ class Scene:
     # ------------------------------------------------------------------ construction
     @classmethod
     def build(cls, p: ScenarioParams) -> Scene:
-        p.validate()
         rng = np.random.default_rng(p.seed)
         s = cls(p=p, rng=rng)
         s.fc_hz = 2412e6 + 5e6 * (p.channel - 1) if p.channel < 14 else 2484e6
@@ -175,7 +209,7 @@ class Scene:
         s.chest = _Path(np.sqrt(_CHEST_RCS_M2 / (4 * np.pi)) * radar, d_rx + d_tx, aoa_person)
         s._body_amp = np.sqrt(_BODY_RCS_M2 / (4 * np.pi)) * radar
         s.absent = [(0.0, p.duration_s + 1.0)] if p.empty else parse_intervals(p.absent_s)
-        s._data = (np.abs(SUBCARRIERS) >= 1) & (np.abs(SUBCARRIERS) <= p.data_tones)
+        s._data = (np.abs(SUBCARRIERS) >= 1) & (np.abs(SUBCARRIERS) <= p.tones)
         f = s.fc_hz + SUBCARRIERS[s._data] * SUBCARRIER_SPACING_HZ
         h0 = sum(q.amp * np.exp(-2j * np.pi * f * q.length_m / C) for q in s.static)
         s._static_power = float(np.mean(np.abs(h0) ** 2))
@@ -184,29 +218,15 @@ class Scene:
 
     def _timeline(self) -> None:
         p, rng = self.p, self.rng
-        # packet times: jittered intervals, Gilbert–Elliott bursty loss
+        # packet times: jittered intervals, Gilbert–Elliott bursty loss (bursts of ~0.3 s)
         n_nom = int(np.ceil(p.duration_s * p.packet_rate_hz * 1.05)) + 10
-        period = 1.0 / p.packet_rate_hz
-        iv = period * np.clip(1.0 + p.jitter * rng.standard_normal(n_nom), 0.1, None)
+        iv = radio.normal_intervals(rng, n_nom, p.packet_rate_hz, p.jitter)
         t = np.concatenate([[0.0], np.cumsum(iv)])
         t = t[t <= p.duration_s]
-        keep = np.ones(len(t), bool)
-        if p.loss > 0:
-            burst = max(2.0, 0.3 * p.packet_rate_hz)  # mean burst length, packets
-            pi_bad = min(p.loss / 0.9, 0.95)
-            p_gb = pi_bad / (1 - pi_bad) / burst
-            i = 1
-            bad = False
-            while i < len(t):
-                run = int(rng.geometric(1 / burst if bad else max(p_gb, 1e-9)))
-                if bad:
-                    keep[i : i + run] = rng.random(min(run, len(t) - i)) > 0.9
-                i += run
-                bad = not bad
-        keep[0] = True
+        burst = max(2.0, 0.3 * p.packet_rate_hz)  # mean burst length, packets
+        keep = np.r_[True, radio.gilbert_elliott_keep(rng, len(t) - 1, p.loss, burst)]
         t = t[keep]
-        ts0 = int(rng.integers(0, 2**32))
-        self.ts_us = ts0 + np.round(t * 1e6).astype(np.int64)
+        self.ts_us = radio.counter_timestamps(rng, t, tick_hz=1e6, bits=32)
         self.times_s = (self.ts_us - self.ts_us[0]) * 1e-6
         # breaths: sequential cycles with variable period and depth
         onsets = [float(-rng.uniform(0, 60.0 / p.rate_bpm))]
@@ -233,12 +253,8 @@ class Scene:
             for _ in self.fidgets
         ]
         # AGC: Poisson steps of 1–6 dB, level kept in -8..+4 dB
-        self.agc_steps = []
-        level = 0.0
-        n_jumps = rng.poisson(p.agc_jumps_per_min * p.duration_s / 60.0)
-        for tj in np.sort(rng.uniform(0, p.duration_s, n_jumps)):
-            level = float(np.clip(level + rng.choice([-1, 1]) * rng.uniform(1, 6), -8, 4))
-            self.agc_steps.append((float(tj), level))
+        self.agc_steps = radio.agc_steps(rng, p.duration_s, p.agc_jumps_per_min,
+                                         size_db=(1.0, 6.0), range_db=(-8.0, 4.0))
         self._cfo_seed = int(rng.integers(0, 2**31))
         self._drift_path = _Path(0.15 * self.static[0].amp, self.static[0].length_m + 3.0,
                                  rng.uniform(-np.pi, np.pi))
@@ -275,7 +291,7 @@ class Scene:
         rate = np.where(present, np.round(inst[idx], 3), np.nan)
         return {
             "simulator": "csi-breathing",
-            "format": "esp32_csi",
+            "format": FILE_FORMATS[p.file_format],
             "duration_s": round(dur, 6),
             "packets": int(len(self.times_s)),
             "rate_bpm": None if p.empty else p.rate_bpm,
@@ -287,7 +303,7 @@ class Scene:
             "absence_intervals_s": [[round(a, 3), round(min(b, dur), 3)] for a, b in self.absent],
             "agc_steps": [[round(a, 3), round(b, 2)] for a, b in self.agc_steps],
             "geometry": self.geometry,
-            "params": {k: getattr(p, k) for k in p.__dataclass_fields__},
+            "params": p.scenario(),
         }
 
     # ------------------------------------------------------------------ signal
@@ -339,20 +355,18 @@ class Scene:
                         + 1j * np.pi * np.sin(aoa) * rx[None, None, :])
         # radio impairments, common to all antennas of the NIC
         prng = np.random.default_rng([self._cfo_seed, start])
-        sig_pow = self._static_power
-        noise = np.sqrt(sig_pow / 10 ** (p.snr_db / 10) / 2)
-        h = h + noise * (prng.standard_normal(h.shape) + 1j * prng.standard_normal(h.shape))
-        cfo = np.exp(1j * prng.uniform(-np.pi, np.pi, n))
-        sto = prng.uniform(-50e-9, 50e-9, n)
-        ramp = np.exp(-2j * np.pi * SUBCARRIERS[None, :] * SUBCARRIER_SPACING_HZ * sto[:, None])
-        gain_db = self.agc_level(t) + 0.2 * prng.standard_normal(n)
+        h = h + radio.awgn(prng, h.shape, radio.noise_sd(p.snr_db, power=self._static_power))
+        cfo = np.exp(1j * radio.common_phase(prng, n, -np.pi, np.pi))
+        sto = radio.timing_offsets(prng, n, 50e-9)
+        ramp = radio.timing_ramp(sto, SUBCARRIERS, SUBCARRIER_SPACING_HZ)
+        gain_db = self.agc_level(t) + radio.gain_jitter_db(prng, n, 0.2)
         # AGC: a fixed calibration (the room's mean power) times the gain steps and jitter
-        scale = 20.0 / np.sqrt(self._static_power) * 10 ** (gain_db / 20)
+        scale = 20.0 / np.sqrt(self._static_power) * radio.db_to_amplitude(gain_db)
         h = h * (cfo[:, None] * ramp * scale[:, None])[:, :, None]
         h[:, ~self._data] = 0
         garbage = prng.integers(-20, 21, (n, 2, p.n_rx))
         h[:, _DC] = (garbage[:, 0] + 1j * garbage[:, 1])[:, None, :]
-        q = np.clip(np.rint(h.real), -128, 127) + 1j * np.clip(np.rint(h.imag), -128, 127)
+        q = radio.quantise(h, "int8")
         rssi = np.round(-40 - 20 * np.log10(self.static[0].length_m)
                         + prng.standard_normal(n)).astype(np.int16)
         return q.astype(np.complex64), rssi
@@ -371,15 +385,12 @@ class Scene:
         return np.exp(-2j * np.pi * f[:, None] * length / C + 1j * np.pi * np.sin(aoa) * rx[None])
 
     def agc_level(self, t: np.ndarray) -> np.ndarray:
-        """AGC gain (dB) at times ``t``."""
-        out = np.zeros(len(t))
-        for tj, level in self.agc_steps:
-            out[t >= tj] = level
-        return out
+        """AGC gain (dB) at times ``t`` (s)."""
+        return radio.step_gain_db(t, self.agc_steps)
 
 
 def generate(
-    chunk_packets: int = 2048, **params: Any
+    chunk_packets: int = 2048, params: ScenarioParams | None = None, **options: Any
 ) -> tuple[dict[str, Any], Iterator[Frames]]:
     """In-memory simulation: the ground truth and the :class:`Frames` the ESP32 reader
     would yield from the written file (``n_rx > 1`` gives multi-antenna frames that no
@@ -389,8 +400,11 @@ def generate(
     ----------
     chunk_packets : int
         Packets per yielded chunk.
-    **params
-        Fields of :class:`ScenarioParams`.
+    params : ScenarioParams, optional
+        The scenario (default: the defaults), with ``options`` applied.
+    **options
+        Fields of :class:`ScenarioParams` (``file_format``, ``layout`` only choose the
+        default ``data_tones``).
 
     Returns
     -------
@@ -398,8 +412,13 @@ def generate(
         As written to the sidecar by :func:`simulate_csi_breathing`.
     frames : iterator of Frames
         ``data`` complex64 ``(n, 64, n_rx, 1)``, ascending subcarriers −32…31.
+
+    Raises
+    ------
+    OptionError
+        An unknown option or a value out of range.
     """
-    scene = Scene.build(ScenarioParams(**params))
+    scene = Scene.build(ScenarioParams.build(params, options, where="csi-breathing"))
     return scene.truth(), _frames(scene, chunk_packets)
 
 
@@ -415,29 +434,9 @@ def _frames(scene: Scene, chunk_packets: int) -> Iterator[Frames]:
             )
 
 
-@SIMULATORS.register("csi-breathing")
-def simulate_csi_breathing(
-    out: str,
-    *,
-    seed: int = 0,
-    duration_s: float = 60.0,
-    rate_bpm: float = 15.0,
-    distance_m: float = 2.0,
-    snr_db: float = 30.0,
-    packet_rate_hz: float = 100.0,
-    layout: str = "esp-csi",
-    fidgets: int = 0,
-    empty: bool = False,
-    absent_s: str = "",
-    drift_bpm_per_min: float = 0.0,
-    depth_mm: float = 5.0,
-    jitter: float = 0.2,
-    loss: float = 0.03,
-    agc_jumps_per_min: float = 1.0,
-    channel: int = 6,
-    file_format: str = "esp32",
-    n_rx: int = 1,
-) -> dict[str, Any]:
+@simulator("csi-breathing", ScenarioParams)
+def simulate_csi_breathing(out: str | os.PathLike, params: ScenarioParams | None = None,
+                           **options: Any) -> dict[str, Any]:
     """CSI capture (ESP32 log, Intel 5300 .dat or Nexmon pcap) of a breathing person (or an
     empty room) with ground truth.
 
@@ -450,76 +449,43 @@ def simulate_csi_breathing(
 
     Parameters
     ----------
-    out : str
+    out : str or path
         Capture file to write.
-    seed : int
-        Random seed; the same parameters and seed give byte-identical files.
-    duration_s : float
-        Capture length (s).
-    rate_bpm : float
-        Mean breathing rate at the start (breaths/min).
-    distance_m : float
-        Person–receiver distance (m); the chest reflection weakens with distance.
-    snr_db : float
-        Per-subcarrier signal-to-noise ratio (dB) before AGC and quantisation.
-    packet_rate_hz : float
-        Nominal packet rate (Hz); intervals are jittered and packets lost in bursts.
-    layout : {"esp-csi", "esp32-csi-tool"}
-        Column layout of the written lines.
-    fidgets : int
-        Number of 2–6 s body-motion episodes.
-    empty : bool
-        Empty room: nobody present (no breathing at all).
-    absent_s : str
-        Intervals with nobody present, ``"START-END,…"`` in seconds.
-    drift_bpm_per_min : float
-        Linear drift of the breathing rate (breaths/min per minute).
-    depth_mm : float
-        Chest excursion (mm, peak to trough).
-    jitter : float
-        Standard deviation of packet intervals relative to the nominal period.
-    loss : float
-        Fraction of packets lost (bursty).
-    agc_jumps_per_min : float
-        Mean number of AGC gain steps per minute.
-    channel : int
-        2.4 GHz WiFi channel.
-    file_format : {"esp32", "intel5300", "nexmon"}
-        File format written.
-    n_rx : int
-        Receive antennas (ESP32: 1; Intel 5300: 1–3; Nexmon: 1–8 spatial streams).
+    params : ScenarioParams, optional
+        The options (default: the defaults), with ``options`` applied.
+    **options
+        Fields of :class:`ScenarioParams` (``seed``, ``duration_s``, ``rate_bpm``,
+        ``file_format``, ``n_rx`` …), each documented there with unit and range.
 
     Returns
     -------
     dict
-        The truth: ``rate_times_s``/``rate_series_bpm`` (instantaneous rate each second,
-        null while absent), ``breath_onsets_s``, ``motion_intervals_s``,
-        ``absence_intervals_s``, ``agc_steps``, ``geometry``, ``params`` and summary fields.
+        The truth: ``format`` (the capture format written: ``esp32_csi``, ``intel5300`` or
+        ``nexmon_pcap``), ``rate_times_s``/``rate_series_bpm`` (instantaneous rate each
+        second, null while absent), ``breath_onsets_s``, ``motion_intervals_s``,
+        ``absence_intervals_s``, ``agc_steps``, ``geometry``, ``params`` (the scenario),
+        ``file_format`` (and ``layout`` for esp32) and summary fields.
+
+    Raises
+    ------
+    OptionError
+        An unknown option, a value out of range, or more antennas than the file format
+        holds.
     """
-    if layout not in ("esp-csi", "esp32-csi-tool"):
-        raise ValueError(f"layout must be 'esp-csi' or 'esp32-csi-tool', got {layout!r}")
+    p = ScenarioParams.build(params, options, where="csi-breathing")
+    if p.n_rx > MAX_RX[p.file_format]:
+        raise OptionError(f"csi-breathing: option 'n_rx': {p.file_format} holds 1..."
+                          f"{MAX_RX[p.file_format]} receive antennas, got {p.n_rx}")
     writers = {"esp32": _write_esp32, "intel5300": _write_intel5300, "nexmon": _write_nexmon}
-    if file_format not in writers:
-        raise ValueError(f"file_format must be one of {sorted(writers)}, got {file_format!r}")
-    max_rx = {"esp32": 1, "intel5300": 3, "nexmon": 8}[file_format]
-    if not 1 <= n_rx <= max_rx:
-        raise ValueError(f"n_rx must be in 1..{max_rx} for {file_format}, got {n_rx}")
-    params = ScenarioParams(
-        duration_s=duration_s, rate_bpm=rate_bpm, distance_m=distance_m, snr_db=snr_db,
-        packet_rate_hz=packet_rate_hz, seed=seed, fidgets=fidgets, empty=empty,
-        absent_s=absent_s, drift_bpm_per_min=drift_bpm_per_min, depth_mm=depth_mm,
-        jitter=jitter, loss=loss, agc_jumps_per_min=agc_jumps_per_min, channel=channel,
-        n_rx=n_rx, data_tones=26 if file_format == "esp32" else 28,
-    )
-    scene = Scene.build(params)
+    scene = Scene.build(p)
     tmp = os.fspath(out) + ".part"
     with open(tmp, "wb") as fh:
-        writers[file_format](scene, fh, layout=layout)
+        writers[p.file_format](scene, fh, layout=p.layout)
     os.replace(tmp, out)
     truth = scene.truth()
-    truth["file_format"] = file_format
-    if file_format == "esp32":
-        truth["layout"] = layout
+    truth["file_format"] = p.file_format
+    if p.file_format == "esp32":
+        truth["layout"] = p.layout
     write_truth(out, truth)
     return truth
 

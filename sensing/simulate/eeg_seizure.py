@@ -14,21 +14,21 @@ about 1.3 Hz), electrode pops (step + exponential decay on one electrode), movem
 swings on all channels), a flat (disconnected) electrode, amplifier clipping, and 50 Hz mains
 hum throughout.
 
-The file is written in 10-s blocks by :class:`~sensing.eeg.edf_writer.EdfWriter`: memory does
+The file is written in 10-s blocks by :class:`~sensing.formats.edf.writer.EdfWriter`: memory does
 not grow with ``duration_s`` (used to write the 24-hour benchmark file).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from scipy import signal
 
-from sensing.eeg.edf_writer import EdfWriter
-from sensing.eeg.montage import DOUBLE_BANANA, NEONATAL_BIPOLAR
-from sensing.simulate import SIMULATORS, write_truth
+from sensing.formats.edf.montage import DOUBLE_BANANA, NEONATAL_BIPOLAR
+from sensing.formats.edf.writer import EdfWriter
+from sensing.params import Params, param
+from sensing.simulate import simulator, write_truth
 
 #: 10-20 electrodes simulated (10-10 names) and their hemisphere (-1 left, 0 mid, 1 right).
 ELECTRODES: dict[str, int] = {
@@ -117,6 +117,8 @@ class _Background:
     """Streaming pink noise + alpha per electrode (filter state carried across blocks)."""
 
     def __init__(self, rng: np.random.Generator, fs: float, n_el: int) -> None:
+        from scipy import signal  # here, not at import: `ambisense simulate --help` stays fast
+
         self.rng = rng
         # 1/f approximation: cascade of first-order low-passes (Kellet-style), as SOS
         b, a = [0.049922035, -0.095993537, 0.050612699, -0.004408786], \
@@ -136,6 +138,8 @@ class _Background:
         w = self.rng.standard_normal((n, self.n_el))
         shared = self.rng.standard_normal((n, 1))
         w = 0.7 * w + 0.7 * shared
+        from scipy import signal
+
         pink, self.zi = signal.sosfilt(self.sos, w, axis=0, zi=self.zi)
         pink, self.hp_zi = signal.sosfilt(self.hp, pink, axis=0, zi=self.hp_zi)
         alpha, self.alpha_zi = signal.sosfilt(self.alpha_sos, self.rng.standard_normal(
@@ -156,43 +160,56 @@ def _seizure_wave(t: np.ndarray, dur: float, rng_phase: float) -> tuple[np.ndarr
     return wave, np.clip(env, 0, 1)
 
 
-@SIMULATORS.register("eeg-seizure")
-def simulate_eeg_seizure(
-    out: str | os.PathLike,
-    *,
-    seed: int = 0,
-    duration_s: float = 600.0,
-    fs_hz: float = 256.0,
-    layout: str = "chbmit",
-    n_seizures: int = 2,
-    n_artefacts: int = 7,
-    seizure_uv: float = 300.0,
-    mains_uv: float = 20.0,
-    mains_hz: float = 50.0,
-) -> dict[str, Any]:
+class EegSeizureParams(Params):
+    """Options of ``ambisense simulate eeg-seizure`` (:func:`simulate_eeg_seizure`)."""
+
+    seed: int = param(0, ge=0, doc="random seed; the same options and seed give "
+                                    "byte-identical files")
+    duration_s: float = param(600.0, unit="s", gt=0,
+                              doc="recording length (written in 10-s blocks: any length, "
+                                  "bounded memory)")
+    fs_hz: float = param(256.0, unit="Hz", ge=64, le=8192, doc="sampling rate")
+    layout: Literal["chbmit", "double_banana", "neonatal", "referential"] = param(
+        "chbmit", doc="channels: chbmit (23 bipolar, T8-P8 twice), double_banana (18 "
+                      "bipolar), neonatal (12 bipolar), referential (19 EEG Xx-REF)")
+    n_seizures: int = param(2, ge=0, le=1000, doc="number of seizures")
+    n_artefacts: int = param(7, ge=0, le=10000,
+                             doc="number of artefact episodes (kinds cycle through blink, "
+                                 "EMG, chewing, pop, movement, flat electrode, clipping)")
+    seizure_uv: float = param(300.0, unit="µV", ge=0, le=3000,
+                              doc="peak amplitude of the discharge at the focus")
+    mains_uv: float = param(20.0, unit="µV", ge=0, le=3000,
+                            doc="mains hum amplitude on every electrode")
+    mains_hz: float = param(50.0, unit="Hz", gt=0, le=1000, doc="mains hum frequency")
+
+
+@simulator("eeg-seizure", EegSeizureParams)
+def simulate_eeg_seizure(out: str | os.PathLike, params: EegSeizureParams | None = None,
+                         **options: Any) -> dict[str, Any]:
     """Multichannel scalp EEG (EDF+) with seizures and artefacts, plus ground truth.
 
     Parameters
     ----------
     out : path-like
         EDF file to write.
-    seed : int
-        Random seed (deterministic output).
-    duration_s : float
-        Length in s (written in 10-s blocks; any length, bounded memory).
-    fs_hz : float
-        Sampling rate in Hz.
-    layout : str
-        ``chbmit`` (23 bipolar channels, ``T8-P8`` twice), ``double_banana`` (18 bipolar),
-        ``neonatal`` (12 bipolar) or ``referential`` (19 ``EEG Xx-REF`` channels).
-    n_seizures, n_artefacts : int
-        Number of seizures and of artefact episodes (artefact kinds cycle through blink, EMG,
-        chewing, pop, movement, flat electrode, clipping).
-    seizure_uv : float
-        Peak amplitude of the discharge at the focus, µV.
-    mains_uv, mains_hz : float
-        Mains hum amplitude (µV) and frequency (Hz) on every electrode.
+    params : EegSeizureParams, optional
+        The options (default: the defaults), with ``options`` applied.
+    **options
+        Fields of :class:`EegSeizureParams` (``seed``, ``duration_s``, ``fs_hz``,
+        ``layout``, ``n_seizures``, ``n_artefacts``, ``seizure_uv``, ``mains_uv``,
+        ``mains_hz``), each documented there with unit and range.
+
+    Raises
+    ------
+    OptionError
+        An unknown option or a value out of range.
     """
+    from scipy import signal
+
+    p = EegSeizureParams.build(params, options, where="eeg-seizure")
+    seed, duration_s, fs_hz, layout = p.seed, p.duration_s, p.fs_hz, p.layout
+    n_seizures, n_artefacts, seizure_uv = p.n_seizures, p.n_artefacts, p.seizure_uv
+    mains_uv, mains_hz = p.mains_uv, p.mains_hz
     rng = np.random.default_rng(seed)
     names, deriv = _layout(layout)
     el = list(ELECTRODES)

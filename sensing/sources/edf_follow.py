@@ -13,6 +13,7 @@ without growth. Memory is one chunk.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -20,11 +21,13 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from sensing.eeg.edf_header import FIXED_BYTES, PER_SIGNAL_BYTES, EdfHeader, parse_edf_header
-from sensing.eeg.montage import make_montage
 from sensing.errors import CaptureFormatError, RejectLog, SourceUnavailableError
 from sensing.formats.edf import _is_eeg
+from sensing.formats.edf.header import FIXED_BYTES, PER_SIGNAL_BYTES, EdfHeader, parse_edf_header
+from sensing.formats.edf.montage import make_montage
 from sensing.frames import Frames
+from sensing.params import Params, param
+from sensing.sources import SOURCES
 
 
 def _dedupe(labels: Sequence[str]) -> list[str]:
@@ -41,6 +44,14 @@ def _dedupe(labels: Sequence[str]) -> list[str]:
     return out
 
 
+class EdfFollowParams(Params):
+    """Options of an ``edf_follow`` source."""
+
+    path: str = param(..., min_length=1, path=True, doc="the EDF/BDF file being written")
+    poll_s: float = param(0.5, unit="s", gt=0, le=60, doc="seconds between size checks")
+
+
+@SOURCES.register("edf_follow")
 class EdfFollowSource:
     """Live EEG from a growing EDF/BDF file.
 
@@ -57,12 +68,22 @@ class EdfFollowSource:
     header_timeout_s : float
         How long to wait for the file and a complete header.
     montage : str or sequence of pairs, optional
-        See :func:`sensing.eeg.montage.make_montage`.
+        See :func:`sensing.formats.edf.montage.make_montage`.
     source : str, optional
         Name put in each chunk (default: the file name).
     """
 
+    Params = EdfFollowParams
     modality = "eeg"
+    live = True
+    description = "a growing EDF/BDF file written by an EEG recorder, followed across recordings"
+
+    @classmethod
+    def from_params(cls, params: EdfFollowParams, name: str) -> FollowedRecordings:
+        """The file followed as it grows, and each new recording at the same path after
+        the recorder closed the previous one."""
+        return FollowedRecordings(lambda: cls(params.path, poll_s=params.poll_s, source=name),
+                                  params.path, params.poll_s)
 
     def __init__(self, path: str | os.PathLike, *, poll_s: float = 0.5,
                  records_per_chunk: int = 4, idle_timeout_s: float | None = None,
@@ -203,3 +224,64 @@ class EdfFollowSource:
                     return
                 if not self._sleep(stop):
                     return
+
+
+class FollowedRecordings:
+    """A followed EDF file that stays open across recordings.
+
+    When the recorder closes the file (the inner source ends), this waits — polling, and
+    returning promptly on stop — until a *new* recording appears at the same path (another
+    inode, size or modification time), then follows that one, the stream clock continuing.
+    Re-reading the finished recording would only repeat its events.
+
+    Parameters
+    ----------
+    make : callable
+        Returns a fresh :class:`EdfFollowSource` for the path.
+    path : str
+        The followed file.
+    poll_s : float
+        Seconds between checks for a new recording.
+    """
+
+    live = True
+
+    def __init__(self, make: Callable[[], EdfFollowSource], path: str, poll_s: float) -> None:
+        self.make, self.path, self.poll_s = make, path, poll_s
+        self.inner = make()
+        self._closed = threading.Event()
+        self.rejects = RejectLog()
+
+    def _identity(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def close(self) -> None:
+        self._closed.set()
+        self.inner.close()
+
+    def chunks(self, stop: Callable[[], bool]) -> Iterator[Frames]:
+        shift = 0.0
+        while True:
+            last_end: float | None = None
+            try:
+                for fr in self.inner.chunks(stop):
+                    if shift:
+                        fr = dataclasses.replace(fr, times_s=fr.times_s + shift)
+                    last_end = fr.end_s
+                    yield fr
+            finally:
+                self.rejects.merge(self.inner.rejects)
+            if stop() or self._closed.is_set():
+                return
+            done = self._identity()
+            t_done = time.monotonic()
+            while self._identity() == done:
+                if self._closed.wait(self.poll_s) or stop():
+                    return
+            if last_end is not None:
+                shift = last_end + (time.monotonic() - t_done)
+            self.inner = self.make()

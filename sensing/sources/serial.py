@@ -11,16 +11,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from sensing.errors import Reject, RejectLog, SourceUnavailableError
 from sensing.formats.esp32_csi import Esp32LineParser, PacketBatcher
 from sensing.frames import Frames
+from sensing.params import Params, param
+from sensing.sources import SOURCES
 
 #: Default ESP32 CSI firmware baud rate (esp-csi and ESP32-CSI-Tool both use it).
 DEFAULT_BAUDRATE = 921600
 
 
+class Esp32SerialParams(Params):
+    """Options of an ``esp32_serial`` source."""
+
+    url: str = param(..., min_length=1,
+                     doc="serial device or pyserial URL (/dev/ttyUSB0, loop://, socket://…)")
+    baudrate: int = param(DEFAULT_BAUDRATE, unit="bit/s", ge=1200, le=12_000_000,
+                          doc="line rate of the CSI firmware")
+    chunk_size: int = param(64, ge=1, le=100_000, doc="packets per chunk at most")
+    max_latency_s: float = param(0.5, unit="s", gt=0, le=60,
+                                 doc="a partial chunk is emitted after this long")
+    ltf: Literal["lltf", "htltf", "stbc_htltf"] = param(
+        "lltf", doc="training-field segment of the CSI buffer to output")
+
+
+@SOURCES.register("esp32_serial")
 class Esp32SerialSource:
     """Live ESP32 ``CSI_DATA`` stream from a serial port.
 
@@ -52,7 +69,19 @@ class Esp32SerialSource:
         Counters since :meth:`chunks` started.
     """
 
+    Params = Esp32SerialParams
     modality = "wifi_csi"
+    live = True
+    description = "ESP32 CSI firmware (esp-csi, ESP32-CSI-Tool) on a serial port"
+
+    @classmethod
+    def from_params(cls, params: Esp32SerialParams, name: str) -> Esp32SerialSource:
+        """An opened source ("running" then means the device is open; a missing port
+        fails here with :class:`~sensing.errors.SourceUnavailableError`)."""
+        src = cls(params.url, baudrate=params.baudrate, chunk_size=params.chunk_size,
+                  max_latency_s=params.max_latency_s, source=name, ltf=params.ltf)
+        src.open()
+        return src
 
     def __init__(
         self,

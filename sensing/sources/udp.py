@@ -3,8 +3,9 @@
 The firmware broadcasts one UDP datagram per received frame (per core and spatial stream)
 to port 5500 (see :mod:`sensing.formats.nexmon_pcap` for the payload). This source binds
 that port and yields exactly the chunks the pcap reader yields for the same packets —
-same decoder (:func:`~sensing.formats.nexmon_pcap.decode_payloads`), same layout and
-fields — except that times are arrival times on this host (``time.monotonic``) relative
+same decoder (:func:`~sensing.formats.nexmon_pcap.decode_payloads`), same per-link
+assembly into multi-antenna rows (:class:`~sensing.formats.nexmon_pcap.LinkAssembler`),
+same layout and fields — except that times are arrival times on this host (``time.monotonic``) relative
 to the first packet, with ``t0`` its UTC wall-clock time, and ``extra_bytes`` never
 includes an Ethernet trailer (the kernel hands over the UDP payload only).
 
@@ -24,16 +25,33 @@ import numpy as np
 from sensing.errors import Reject, RejectLog, SourceUnavailableError
 from sensing.formats.nexmon_pcap import (
     NEXMON_PORT,
+    LinkAssembler,
     decode_payloads,
     frames_from_rows,
     select_stream,
 )
 from sensing.frames import Frames
+from sensing.params import Params, param
+from sensing.sources import SOURCES
 
 #: Largest UDP payload accepted (160 MHz CSI is 18 + 2048 bytes).
 MAX_DATAGRAM = 65535
 
 
+class NexmonUdpParams(Params):
+    """Options of a ``nexmon_udp`` source."""
+
+    host: str = param("0.0.0.0", min_length=1, doc="address to listen on")
+    port: int = param(NEXMON_PORT, ge=1, le=65535, doc="UDP port nexmon_csi sends to")
+    chunk_size: int = param(64, ge=1, le=100_000, doc="packets per chunk at most")
+    max_latency_s: float = param(0.5, unit="s", gt=0, le=60,
+                                 doc="a partial chunk is emitted after this long")
+    chip: str | None = param(None, min_length=1,
+                             doc="force the chip (e.g. bcm43455c0) instead of reading the "
+                                 "chip version field")
+
+
+@SOURCES.register("nexmon_udp")
 class NexmonUdpSource:
     """Live Nexmon CSI from a bound UDP socket.
 
@@ -53,6 +71,10 @@ class NexmonUdpSource:
         Force the chip instead of reading the chip version field.
     core, spatial : int, optional
         Keep only this receive core / spatial stream (others counted in ``other_streams``).
+    assemble : bool
+        Assemble the packets of each Wi-Fi frame into one multi-antenna row (default), as
+        the pcap reader does; False: one row per datagram. The last frame of a chunk is
+        held until the next chunk shows it complete.
     recv_buffer_bytes : int
         Socket receive buffer requested (the kernel may cap it at ``net.core.rmem_max``).
     read_timeout_s : float
@@ -64,9 +86,21 @@ class NexmonUdpSource:
         Datagrams that are not decodable Nexmon CSI, counted by reason.
     packets, bytes_read : int
         Counters since :meth:`chunks` started.
+    links : LinkAssembler or None
+        Link layout (``cores``, ``streams``) and ``incomplete`` frames since :meth:`chunks`
+        started (None with ``assemble=False``).
     """
 
+    Params = NexmonUdpParams
     modality = "wifi_csi"
+    live = True
+    description = "Nexmon CSI UDP packets (the Raspberry Pi's own WiFi chip)"
+
+    @classmethod
+    def from_params(cls, params: NexmonUdpParams, name: str) -> NexmonUdpSource:
+        """A source listening on ``params.host:params.port`` (bound on first read)."""
+        return cls(params.host, params.port, chunk_size=params.chunk_size,
+                   max_latency_s=params.max_latency_s, source=name, chip=params.chip)
 
     def __init__(
         self,
@@ -79,6 +113,7 @@ class NexmonUdpSource:
         chip: str | None = None,
         core: int | None = None,
         spatial: int | None = None,
+        assemble: bool = True,
         recv_buffer_bytes: int = 1 << 22,
         read_timeout_s: float = 0.05,
     ) -> None:
@@ -92,6 +127,8 @@ class NexmonUdpSource:
         self.chip = chip
         self.core = core
         self.spatial = spatial
+        self.assemble = assemble
+        self.links: LinkAssembler | None = None
         self.other_streams = 0
         self.recv_buffer_bytes = recv_buffer_bytes
         self.read_timeout_s = read_timeout_s
@@ -154,7 +191,7 @@ class NexmonUdpSource:
                 self.rejects.add(Reject(self.url, f"packet {first_index + i + 1}", reason,
                                         expected, got))
             else:
-                self.rejects.counts[reason] += 1
+                self.rejects.add(reason)
         if not len(good):
             return None
         rows["times_s"] = arrival_s[good]
@@ -170,6 +207,15 @@ class NexmonUdpSource:
         SourceUnavailableError
             The socket cannot be bound or fails while reading.
         """
+        rows = self._packet_chunks(stop)
+        if not self.assemble:
+            self.links = None
+            return rows
+        self.links = LinkAssembler()
+        return self.links.stream(rows)
+
+    def _packet_chunks(self, stop: Callable[[], bool] | None) -> Iterator[Frames]:
+        """One row per CSI datagram (what :meth:`chunks` assembles)."""
         self._closed = False
         if self._sock is None:
             self.bind()

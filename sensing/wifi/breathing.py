@@ -32,20 +32,19 @@ capture length.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import signal
+from pydantic import ValidationInfo, field_validator
 
+from sensing import dsp
 from sensing.detections import Detection
+from sensing.dsp import RateEstimate, UniformBinner, fill_gaps, winsorize
 from sensing.frames import Frames
+from sensing.params import Params, param
 from sensing.wifi.conditioning import (
-    UniformBinner,
-    _fill_gaps,
     csi_ratio,
     lltf_data_mask,
     normalize_amplitude,
@@ -54,31 +53,7 @@ from sensing.wifi.conditioning import (
     sanitize_phase,
 )
 
-__all__ = ["BreathingEstimator", "RateEstimate", "breathing_rate", "estimate_rate", "csi_features"]
-
-
-@dataclass(frozen=True)
-class RateEstimate:
-    """Result of analysing one window.
-
-    Attributes
-    ----------
-    bpm : float
-        Breathing rate, breaths/min (NaN when no peak in the band).
-    confidence : float
-        0–1.
-    concentration : float
-        Fraction of the breathing band's power above the noise floor that lies in the
-        peak's main lobe (0–1).
-    snr : float
-        Peak height over the noise floor of the summed spectrum (linear; ~1–2 for noise).
-    """
-
-    bpm: float
-    confidence: float
-    concentration: float
-    snr: float
-    extra: dict[str, Any] = field(default_factory=dict)
+__all__ = ["BreathingEstimator", "BreathingParams", "breathing_rate", "estimate_rate", "csi_features"]
 
 
 def used_subcarriers(frames: Frames) -> np.ndarray:
@@ -146,108 +121,6 @@ def csi_features(
     return x.reshape(len(x), -1), gain_db
 
 
-def _normalised_spectra(
-    y: np.ndarray, fs: float, lo_hz: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hann-windowed periodograms (low sidelobes keep slow drift out of the band) of real
-    channels ``y`` (time first), each channel detrended,
-    high-passed above ``0.6·lo_hz`` and scaled to unit noise (robust spread of its
-    sample-to-sample differences, which slow breathing hardly affects)."""
-    n = len(y)
-    y = _detrend(y)
-    d = np.diff(y, axis=0)
-    noise = 1.4826 * np.median(np.abs(d - np.median(d, axis=0)), axis=0) / np.sqrt(2)
-    ok = noise > 1e-9 * max(float(np.max(noise, initial=0.0)), 1e-300)
-    y = y / noise if ok.all() else y[:, ok] / noise[ok]
-    y = signal.sosfiltfilt(_highpass(round(lo_hz * 0.6, 6), fs), y, axis=0)
-    nfft = max(1024, 1 << int(np.ceil(np.log2(n * 3))))
-    z = np.fft.rfft(y * _hann(n)[:, None], nfft, axis=0)
-    spec = z.real**2 + z.imag**2
-    return spec, np.fft.rfftfreq(nfft, 1 / fs)
-
-
-@functools.lru_cache(maxsize=8)
-def _hann(n: int) -> np.ndarray:
-    return signal.windows.hann(n)
-
-
-def _detrend(y: np.ndarray) -> np.ndarray:
-    """Remove the least-squares line from every column (closed form, no LAPACK: tiny
-    LAPACK calls are slow when a multi-threaded BLAS competes for busy cores)."""
-    n = len(y)
-    t = np.arange(n) - (n - 1) / 2.0
-    mean = y.mean(axis=0)
-    slope = (t @ y) / (t @ t) if n > 1 else np.zeros(y.shape[1:])
-    return y - mean - t[:, None] * slope
-
-
-@functools.lru_cache(maxsize=16)
-def _highpass(cut_hz: float, fs: float) -> np.ndarray:
-    return signal.butter(2, cut_hz, btype="highpass", fs=fs, output="sos")
-
-
-def _winsorize(x: np.ndarray, n_sigmas: float = 5.0) -> np.ndarray:
-    """Clip every column of ``x`` (real/imaginary parts separately) to its median ±
-    ``n_sigmas`` robust standard deviations: isolated glitches cannot dominate a window."""
-    if np.iscomplexobj(x):
-        k = x.shape[1]
-        r = _winsorize(np.concatenate([x.real, x.imag], axis=1), n_sigmas)
-        return r[:, :k] + 1j * r[:, k:]
-    med = np.median(x, axis=0)
-    mad = 1.4826 * np.median(np.abs(x - med), axis=0)
-    return np.clip(x, med - n_sigmas * mad, med + n_sigmas * mad)
-
-
-def _pick_peak(
-    spec: np.ndarray, freqs: np.ndarray, lo_hz: float, hi_hz: float, lobe: float,
-    significant: float = 2.0,
-) -> tuple[float, float, float, bool]:
-    """Peak of a summed spectrum in ``[lo_hz, hi_hz]``: (frequency Hz, peak/floor,
-    concentration, on_edge). A peak at half the frequency that is itself ``significant``
-    (× floor) and ≥ 20 % of the main peak is taken as the fundamental (a chest reflection
-    seen near a blind spot doubles the frequency of the amplitude)."""
-    inb = (freqs >= lo_hz) & (freqs <= hi_hz)
-    idx = np.flatnonzero(inb)
-    floor = float(np.median(spec[idx]))
-    if floor <= 0 or not np.isfinite(floor):
-        return float("nan"), 0.0, 0.0, True
-    k = int(idx[np.argmax(spec[idx])])
-    # CFAR: coloured noise (slow drift) raises the floor near the peak; use the larger
-    # of the band median and the median around the peak (main lobe excluded)
-    dist = np.abs(freqs - freqs[k])
-    ring = (dist > 1.5 * lobe) & (dist <= 5 * lobe) & (freqs >= 0.5 * lo_hz)
-    if ring.sum() >= 8:
-        floor = max(floor, float(np.median(spec[ring])))
-    # a maximum on the band edge that keeps rising outside the band is not a peak
-    edge = bool((k == idx[0] and spec[k - 1] > spec[k]) or
-                (k == idx[-1] and k + 1 < len(spec) and spec[k + 1] > spec[k]))
-    f_peak = _refine(spec, freqs, k)
-    # sub-harmonic check: a significant peak at half the frequency is the fundamental
-    half = f_peak / 2
-    if half >= lo_hz:
-        near = np.flatnonzero(np.abs(freqs - half) <= lobe / 2)
-        if near.size and spec[near].max() >= max(0.2 * spec[k], significant * floor):
-            k = int(near[np.argmax(spec[near])])
-            f_peak = _refine(spec, freqs, k)
-    in_lobe = (np.abs(freqs - f_peak) <= lobe) & inb
-    excess = (spec[inb] - floor).clip(0).sum()
-    conc = float((spec[in_lobe] - floor).clip(0).sum() / excess) if excess > 0 else 0.0
-    return f_peak, float(spec[k] / floor), conc, edge
-
-
-def _detection_floor(n_channels: int) -> float:
-    """Peak/floor ratio that noise alone stays below, for a sum of ``n_channels``
-    normalised periodograms (calibrated on simulated empty rooms, with margin).
-
-    Many channels: ``1 + 20/√C`` (the sum's relative spread shrinks as 1/√C; simulated
-    empty rooms peak at up to 2.4 for 104 channels, the threshold is 2.96). A single
-    channel (the common gain) has a heavy tail (slow drift, AGC residue): 40.
-    """
-    if n_channels <= 1:
-        return 40.0
-    return 1.0 + 20.0 / np.sqrt(n_channels)
-
-
 def estimate_rate(
     x: np.ndarray,
     fs: float,
@@ -258,14 +131,10 @@ def estimate_rate(
 ) -> RateEstimate:
     """Breathing rate of one uniformly sampled window of CSI features.
 
-    Every real channel (real and imaginary parts of ``x``) is detrended, high-passed,
-    scaled by its own noise level and its periodogram taken; the periodograms are summed.
-    For a sinusoid of unknown amplitude and phase in each channel this sum is the
-    generalised likelihood-ratio statistic, so its peak is the best frequency and the
-    peak's height over the noise floor (median across the band) a detection SNR. The
-    ``extra_real`` channels (the common gain of a single antenna, which carries the
-    breathing when the chest reflection changes all subcarriers alike) are analysed as a
-    second candidate; the more significant candidate wins.
+    :func:`sensing.dsp.estimate_rate` on two candidates: the subcarrier features ``x``
+    (real and imaginary parts) and the ``extra_real`` channels (the common gain of a
+    single antenna, which carries the breathing when the chest reflection changes all
+    subcarriers alike); the more significant candidate wins.
 
     Parameters
     ----------
@@ -281,122 +150,129 @@ def estimate_rate(
 
     Returns
     -------
-    RateEstimate
-        ``extra["feature"]`` says which candidate won (``"subcarriers"`` or ``"gain"``).
+    sensing.dsp.RateEstimate
+        ``per_min`` in breaths/min; ``candidate`` says which candidate won
+        (``"subcarriers"`` or ``"gain"``).
     """
     x = np.asarray(x)
-    n = len(x)
-    lo_hz, hi_hz = 0.9 * min_bpm / 60.0, 1.1 * max_bpm / 60.0
-    lobe = 2.0 * fs / n  # Hz: main-lobe half width of the Hann window
-    groups = [("subcarriers", np.concatenate([x.real, x.imag], axis=1)
-               if np.iscomplexobj(x) else x.astype(float))]
+    candidates = {"subcarriers": x}
     if extra_real is not None:
-        groups.append(("gain", np.asarray(extra_real, float).reshape(n, -1)))
-    best = RateEstimate(float("nan"), 0.0, 0.0, 0.0)
-    for name, y in groups:
-        if y.shape[1] == 0:
-            continue
-        spec, freqs = _normalised_spectra(y, fs, lo_hz)
-        if spec.shape[1] == 0:
-            continue
-        s0 = _detection_floor(spec.shape[1])
-        f_peak, snr, conc, edge = _pick_peak(spec.sum(axis=1), freqs, lo_hz, hi_hz, lobe, s0)
-        strength = float(np.clip(np.log(max(snr, 1e-12) / s0) / np.log(5.0), 0, 1))
-        conf = 0.0 if edge or not np.isfinite(f_peak) else strength * float(np.clip(conc, 0, 1))
-        cand = RateEstimate(float(f_peak * 60.0), round(conf, 3), round(conc, 3),
-                            round(snr, 2), {"feature": name})
-        if not np.isfinite(best.bpm) or cand.confidence > best.confidence or (
-                cand.confidence == best.confidence == 0 and cand.snr / s0 > best.snr):
-            best = cand
-    return best
+        candidates["gain"] = np.asarray(extra_real, float).reshape(len(x), -1)
+    band_hz = (0.9 * min_bpm / 60.0, 1.1 * max_bpm / 60.0)
+    return dsp.estimate_rate(candidates, fs, band_hz, axis=0)
 
 
-def _refine(spec: np.ndarray, freqs: np.ndarray, k: int) -> float:
-    """Parabolic interpolation of a spectral peak on the log power (Hz)."""
-    if 0 < k < len(spec) - 1:
-        a, b, c = np.log(np.maximum(spec[k - 1 : k + 2], 1e-300))
-        den = a - 2 * b + c
-        delta = 0.5 * (a - c) / den if den < 0 else 0.0
-        return float(freqs[k] + np.clip(delta, -0.5, 0.5) * (freqs[1] - freqs[0]))
-    return float(freqs[k])
+class BreathingParams(Params):
+    """Options of :class:`BreathingEstimator` (and of the ``wifi_breathing`` pipeline).
+
+    Besides the per-option ranges, the window must hold at least 2 cycles at ``min_bpm``,
+    ``max_bpm`` must exceed ``min_bpm`` and the grid must sample ``max_bpm`` above Nyquist.
+    """
+
+    window_s: float = param(
+        30.0, unit="s", gt=0, le=3600,
+        doc="analysis window (30 s: 3 cycles at 6 breaths/min, 2 breaths/min resolution)")
+    hop_s: float = param(5.0, unit="s", gt=0, le=3600, doc="time between estimates")
+    fs_hz: float = param(10.0, unit="Hz", gt=0, le=1000,
+                         doc="rate of the uniform grid the packets are averaged onto")
+    min_bpm: float = param(6.0, unit="bpm", gt=0, doc="lowest breathing rate searched")
+    max_bpm: float = param(40.0, unit="bpm", gt=0, doc="highest breathing rate searched")
+    min_confidence: float = param(0.2, ge=0, le=1,
+                                  doc="windows below this confidence emit nothing")
+    motion_ratio: float = param(
+        6.0, gt=0, doc="a bin is motion when its CSI spread exceeds this multiple of the "
+                       "window median (in runs of >= 3 bins)")
+    max_motion_fraction: float = param(
+        0.02, ge=0, le=1, doc="windows with a larger fraction of motion bins are skipped")
+    min_coverage: float = param(
+        0.6, ge=0, le=1, doc="windows with a smaller fraction of non-empty bins are skipped")
+    max_gap_s: float = param(10.0, unit="s", ge=0,
+                             doc="a gap in the stream longer than this restarts the window")
+
+    @field_validator("min_bpm")
+    @classmethod
+    def _two_cycles(cls, v: float, info: ValidationInfo) -> float:
+        window_s = info.data.get("window_s")
+        if window_s is not None and window_s * v / 60.0 < 2.0:
+            raise ValueError(f"window_s={window_s:g} s holds fewer than 2 cycles at "
+                             f"min_bpm={v:g}")
+        return v
+
+    @field_validator("max_bpm")
+    @classmethod
+    def _band(cls, v: float, info: ValidationInfo) -> float:
+        lo, fs = info.data.get("min_bpm"), info.data.get("fs_hz")
+        if lo is not None and v <= lo:
+            raise ValueError(f"max_bpm={v:g} must exceed min_bpm={lo:g}")
+        if fs is not None and fs <= 2 * v / 60.0:
+            raise ValueError(f"fs_hz={fs:g} Hz must exceed 2·max_bpm/60 ({2 * v / 60.0:g} Hz)")
+        return v
 
 
 class BreathingEstimator:
     """Streaming breathing-rate estimator (bounded memory, same code live and replay).
 
-    Feed chunks of one stream in order with :meth:`update`; every ``hop_s`` of stream
-    time, once ``window_s`` of data is in, the last window is analysed and a
-    ``breathing_rate`` :class:`Detection` is returned when it passes the gates.
+    A :class:`sensing.stage.Stage`: :meth:`push` the chunks of one stream in order; every
+    ``hop_s`` of stream time, once ``window_s`` of data is in, the last window is analysed
+    and a ``breathing_rate`` :class:`Detection` (``value`` in breaths/min, ``offset_s`` =
+    window end in s) is returned when it passes the gates.
 
     Parameters
     ----------
-    window_s : float
-        Analysis window (s). 30 s holds 3 cycles at the slowest rate (6 breaths/min) and
-        gives 2 breaths/min spectral resolution before interpolation — the usual trade-off
-        of clinical respiration monitors (30–60 s averages).
-    hop_s : float
-        Time between estimates (s); 5 s follows a changing rate without flooding the bus.
-    fs_hz : float
-        Uniform grid rate (Hz); 10 Hz is far above the breathing band and below any
-        usable packet rate.
-    min_bpm, max_bpm : float
-        Rate search band (breaths/min).
-    min_confidence : float
-        Windows below this confidence emit nothing (0–1).
-    motion_ratio : float
-        A grid bin is "motion" when its within-bin CSI spread (below ~20 packets/s: the
-        change from the previous bin) exceeds this multiple of the window's median, in
-        runs of at least 3 bins.
-    max_motion_fraction : float
-        Windows with more motion bins than this fraction are gated (no estimate).
-    min_coverage : float
-        Windows with fewer non-empty bins than this fraction (packet loss) are skipped.
-    max_gap_s : float
-        A gap in the stream longer than this restarts the window.
+    params : BreathingParams, optional
+        The options (positional only); default ``BreathingParams()``.
+    **options
+        Option values applied over ``params`` (see :class:`BreathingParams`):
+
+        window_s : float
+            Analysis window (s). 30 s holds 3 cycles at the slowest rate (6 breaths/min)
+            and gives 2 breaths/min spectral resolution before interpolation — the usual
+            trade-off of clinical respiration monitors (30–60 s averages).
+        hop_s : float
+            Time between estimates (s); 5 s follows a changing rate without flooding the
+            bus.
+        fs_hz : float
+            Uniform grid rate (Hz); 10 Hz is far above the breathing band and below any
+            usable packet rate.
+        min_bpm, max_bpm : float
+            Rate search band (breaths/min).
+        min_confidence : float
+            Windows below this confidence emit nothing (0–1).
+        motion_ratio : float
+            A grid bin is "motion" when its within-bin CSI spread (below ~20 packets/s: the
+            change from the previous bin) exceeds this multiple of the window's median, in
+            runs of at least 3 bins.
+        max_motion_fraction : float
+            Windows with more motion bins than this fraction are gated (no estimate).
+        min_coverage : float
+            Windows with fewer non-empty bins than this fraction (packet loss) are skipped.
+        max_gap_s : float
+            A gap in the stream longer than this (s) restarts the window.
+
+    Raises
+    ------
+    sensing.params.OptionError
+        An unknown option or a bad value.
     """
 
-    def __init__(
-        self,
-        *,
-        window_s: float = 30.0,
-        hop_s: float = 5.0,
-        fs_hz: float = 10.0,
-        min_bpm: float = 6.0,
-        max_bpm: float = 40.0,
-        min_confidence: float = 0.2,
-        motion_ratio: float = 6.0,
-        max_motion_fraction: float = 0.02,
-        min_coverage: float = 0.6,
-        max_gap_s: float = 10.0,
-    ) -> None:
-        if window_s * min_bpm / 60.0 < 2.0:
-            raise ValueError(
-                f"window_s={window_s} s holds fewer than 2 cycles at min_bpm={min_bpm}")
-        if hop_s <= 0 or fs_hz <= 2 * max_bpm / 60.0:
-            raise ValueError(f"need hop_s > 0 and fs_hz > 2·max_bpm/60, got {hop_s}, {fs_hz}")
-        self.window_s, self.hop_s, self.fs_hz = float(window_s), float(hop_s), float(fs_hz)
-        self.min_bpm, self.max_bpm = float(min_bpm), float(max_bpm)
-        self.min_confidence = float(min_confidence)
-        self.motion_ratio = float(motion_ratio)
-        self.max_motion_fraction = float(max_motion_fraction)
-        self.min_coverage = float(min_coverage)
-        self.max_gap_s = float(max_gap_s)
-        self.n_win = int(round(window_s * fs_hz))
-        self.n_hop = max(1, int(round(hop_s * fs_hz)))
+    Params = BreathingParams
+
+    def __init__(self, params: BreathingParams | None = None, /, **options: Any) -> None:
+        self.params = p = BreathingParams.build(params, options, where="BreathingEstimator")
+        self.window_s, self.hop_s, self.fs_hz = p.window_s, p.hop_s, p.fs_hz
+        self.min_bpm, self.max_bpm = p.min_bpm, p.max_bpm
+        self.min_confidence = p.min_confidence
+        self.motion_ratio = p.motion_ratio
+        self.max_motion_fraction = p.max_motion_fraction
+        self.min_coverage = p.min_coverage
+        self.max_gap_s = p.max_gap_s
+        self.n_win = int(round(p.window_s * p.fs_hz))
+        self.n_hop = max(1, int(round(p.hop_s * p.fs_hz)))
         #: Counters: windows analysed, emitted, and gated by reason.
         self.stats: Counter = Counter()
         #: The last window's analysis (for diagnostics), or None.
         self.last: dict[str, Any] | None = None
         self.reset()
-
-    def settings(self) -> dict[str, float]:
-        """The constructor arguments of this estimator (``BreathingEstimator(**settings)``
-        builds an identical one)."""
-        return {"window_s": self.window_s, "hop_s": self.hop_s, "fs_hz": self.fs_hz,
-                "min_bpm": self.min_bpm, "max_bpm": self.max_bpm,
-                "min_confidence": self.min_confidence, "motion_ratio": self.motion_ratio,
-                "max_motion_fraction": self.max_motion_fraction,
-                "min_coverage": self.min_coverage, "max_gap_s": self.max_gap_s}
 
     def reset(self) -> None:
         """Forget the stream (new layout, long gap)."""
@@ -429,7 +305,7 @@ class BreathingEstimator:
         self._gbinner = UniformBinner(self.fs_hz, 1) if gain is not None else None
         self._buf = np.empty((0, self._nf), np.complex64)
 
-    def update(self, frames: Frames) -> list[Detection]:
+    def push(self, frames: Frames) -> list[Detection]:
         """Consume one chunk; return the detections of the windows it completed."""
         if frames.modality != "wifi_csi":
             raise ValueError(f"BreathingEstimator needs wifi_csi frames, got {frames.modality!r}")
@@ -475,6 +351,26 @@ class BreathingEstimator:
                 if det is not None:
                     out.append(det)
         return out
+
+    def flush(self) -> list[Detection]:
+        """End of stream: nothing is pending (a window is analysed as soon as it is
+        complete), so always ``[]``."""
+        return []
+
+    def quiet_reason(self) -> str | None:
+        """Why no window has been emitted so far, in a few words (None once one was)."""
+        st = self.stats
+        if st["emitted"]:
+            return None
+        if not st["windows"]:
+            if st["gap_restart"]:
+                return (f"no {self.window_s:g} s stretch without a gap longer than "
+                        f"{self.max_gap_s:g} s")
+            return f"capture shorter than the {self.window_s:g} s window"
+        gated = {"motion": st["gated_motion"], "packet loss": st["gated_gaps"]}
+        why = ", ".join(f"{n} by {k}" for k, n in gated.items() if n)
+        return (f"no breathing found in {st['windows']} windows"
+                + (f" ({why})" if why else ""))
 
     def _restart(self, first_bin: int) -> None:
         self._buf = self._buf[:0]
@@ -544,26 +440,27 @@ class BreathingEstimator:
             self.stats["gated_motion"] += 1
             info["gate"] = "motion"
             return None
-        x = _fill_gaps(self._buf.astype(complex), valid)
-        x = _winsorize(x)
+        x = fill_gaps(self._buf.astype(complex), valid)
+        x = winsorize(x, axis=0)
         extra = None
         if self._gbinner is not None:
-            g = _fill_gaps(self._gbuf[:, None], valid)[:, 0]
+            g = fill_gaps(self._gbuf[:, None], valid)[:, 0]
             extra = remove_gain_steps(g)[:, None]
         est = estimate_rate(x, self.fs_hz, min_bpm=self.min_bpm, max_bpm=self.max_bpm,
                             extra_real=extra)
-        info.update(bpm=est.bpm, confidence=est.confidence, concentration=est.concentration,
-                    snr=est.snr)
-        if not math.isfinite(est.bpm) or est.confidence < self.min_confidence:
+        info.update(bpm=est.per_min, confidence=est.confidence,
+                    concentration=est.concentration, snr=est.snr)
+        if not math.isfinite(est.per_min) or est.confidence < self.min_confidence:
             self.stats["gated_confidence"] += 1
             info["gate"] = "confidence"
             return None
         self.stats["emitted"] += 1
         return Detection(
-            type="breathing_rate", offset_s=round(end_s, 3), value=round(est.bpm, 2), unit="bpm",
+            type="breathing_rate", offset_s=round(end_s, 3), value=round(est.per_min, 2), unit="bpm",
             confidence=est.confidence,
             extra={"window_s": self.window_s, "coverage": round(coverage, 3),
-                   "concentration": est.concentration, "snr": est.snr, **est.extra},
+                   "concentration": est.concentration, "snr": est.snr,
+                   "feature": est.candidate},
         )
 
 
@@ -623,5 +520,6 @@ def breathing_rate(
         fr = Frames(data=data[a : a + chunk], times_s=t[a : a + chunk], fs_hz=None,
                     modality="wifi_csi", source="array", subcarriers=subcarriers,
                     meta={"bandwidth_mhz": bandwidth_mhz})
-        out.extend(est.update(fr))
+        out.extend(est.push(fr))
+    out.extend(est.flush())
     return out

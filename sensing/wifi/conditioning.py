@@ -4,9 +4,9 @@ Commodity NICs report CSI ``H[k]`` corrupted per packet by a random common phase
 frequency offset, CFO), a random linear phase across subcarriers (symbol timing offset,
 STO / packet-detection delay), automatic gain control (AGC) steps, null/guard/DC
 subcarriers and irregular packet timing with bursty loss. These functions remove or
-handle each of these. They follow scipy conventions: array in, array out, ``axis=`` for
-the axis they work along, ``fs=`` in Hz, no hidden state (except the explicitly stateful
-:class:`UniformBinner`, used for chunk-by-chunk streaming).
+handle the WiFi-specific ones; they follow scipy conventions: array in, array out,
+``axis=`` for the axis they work along, ``fs=`` in Hz, no hidden state. The generic steps
+(irregular packets onto a uniform grid, outliers) are in :mod:`sensing.dsp`.
 
 Typical single-antenna chain (ESP32)::
 
@@ -14,7 +14,7 @@ Typical single-antenna chain (ESP32)::
     h = frames.data[:, mask, 0, 0]                          # (n_packets, 52) complex
     h = sanitize_phase(h, frames.subcarriers[mask], axis=1) # CFO + STO removed
     h, gain = normalize_amplitude(h, axis=1)                # AGC removed
-    y, t, n = resample_uniform(h, frames.times_s, fs=10.0)  # uniform 10 Hz grid
+    y, t, n = sensing.dsp.resample_uniform(h, frames.times_s, fs=10.0)  # 10 Hz grid
 
 With two or more receive antennas (Intel 5300, Nexmon on multi-core chips) the CSI ratio
 between antennas (:func:`csi_ratio`) cancels CFO, STO and AGC in one step (FarSense).
@@ -23,7 +23,9 @@ between antennas (:func:`csi_ratio`) cancels CFO, STO and AGC in one step (FarSe
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import signal
+
+from sensing.dsp import robust_std
 
 __all__ = [
     "lltf_data_mask",
@@ -31,9 +33,6 @@ __all__ = [
     "sanitize_phase",
     "normalize_amplitude",
     "remove_gain_steps",
-    "hampel",
-    "resample_uniform",
-    "UniformBinner",
     "subcarrier_sensitivity",
     "select_subcarriers",
     "csi_ratio",
@@ -232,7 +231,7 @@ def remove_gain_steps(
         return np.moveaxis(g.copy(), 0, axis)
     d = np.diff(g, axis=0)
     med = np.median(d, axis=0)
-    mad = 1.4826 * np.median(np.abs(d - med), axis=0)
+    mad = robust_std(d, axis=0)
     step = (np.abs(d - med) > n_sigmas * mad) & (np.abs(d) > min_step_db)
     # a step between two samples of a binned series is split over two differences:
     # drop the neighbours of every detected step too
@@ -241,223 +240,6 @@ def remove_gain_steps(
     d = np.where(step, 0.0, d)
     out = np.concatenate([g[:1], g[:1] + np.cumsum(d, axis=0)], axis=0)
     return np.moveaxis(out, 0, axis)
-
-
-def hampel(
-    x: np.ndarray, window_size: int = 7, n_sigmas: float = 3.0, *, axis: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hampel outlier filter: replace samples far from the running median by that median.
-
-    Parameters
-    ----------
-    x : numpy.ndarray
-        Real or complex; complex values are filtered on real and imaginary parts.
-    window_size : int
-        Length of the running window along ``axis`` (samples, odd is best).
-    n_sigmas : float
-        Outlier threshold in robust standard deviations (1.4826 × running MAD).
-    axis : int
-        Axis to filter along.
-
-    Returns
-    -------
-    filtered : numpy.ndarray
-        Same shape and dtype.
-    outliers : numpy.ndarray of bool
-        Where values were replaced (for complex input: either part).
-    """
-    x = np.asarray(x)
-    if np.iscomplexobj(x):
-        re, m_re = hampel(x.real, window_size, n_sigmas, axis=axis)
-        im, m_im = hampel(x.imag, window_size, n_sigmas, axis=axis)
-        return (re + 1j * im).astype(x.dtype, copy=False), m_re | m_im
-    size = [1] * x.ndim
-    size[axis] = max(int(window_size), 1)
-    med = ndimage.median_filter(x, size=size, mode="nearest")
-    mad = 1.4826 * ndimage.median_filter(np.abs(x - med), size=size, mode="nearest")
-    # flat stretches have a running MAD of 0: floor it at 1 % of the global robust scale
-    glob = 1.4826 * np.median(np.abs(x - np.median(x, axis=axis, keepdims=True)), axis=axis,
-                              keepdims=True)
-    mad = np.maximum(mad, 0.01 * glob)
-    out_mask = (np.abs(x - med) > n_sigmas * mad) & (mad > 0)
-    return np.where(out_mask, med, x).astype(x.dtype, copy=False), out_mask
-
-
-def resample_uniform(
-    x: np.ndarray,
-    times_s: np.ndarray,
-    fs: float,
-    *,
-    axis: int = 0,
-    t_start: float | None = None,
-    t_stop: float | None = None,
-    max_gap_s: float | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Resample irregularly timed packets onto a uniform grid of rate ``fs``.
-
-    Packets are averaged into bins of ``1/fs`` seconds (a box anti-alias filter that also
-    absorbs timing jitter); empty bins (loss) are filled by linear interpolation between
-    the nearest non-empty bins.
-
-    Parameters
-    ----------
-    x : numpy.ndarray
-        Samples (real or complex), time along ``axis``.
-    times_s : numpy.ndarray
-        Packet times in seconds, one per sample along ``axis`` (any order).
-    fs : float
-        Output rate in Hz; should be below the mean packet rate.
-    axis : int
-        Time axis of ``x``.
-    t_start, t_stop : float, optional
-        Grid span in seconds (default: first and last packet time).
-    max_gap_s : float, optional
-        Empty runs longer than this stay NaN instead of being interpolated.
-
-    Returns
-    -------
-    y : numpy.ndarray
-        Resampled data, time along ``axis`` with ``len(t)`` rows.
-    t : numpy.ndarray
-        Bin start times in seconds (bins are ``[t, t + 1/fs)``).
-    counts : numpy.ndarray of int
-        Packets that fell into each bin (0 = interpolated).
-    """
-    if fs <= 0:
-        raise ValueError(f"fs must be > 0 Hz, got {fs}")
-    xm = np.moveaxis(np.asarray(x), axis, 0)
-    t = np.asarray(times_s, dtype=float)
-    if len(t) != xm.shape[0]:
-        raise ValueError(f"times_s has {len(t)} entries for {xm.shape[0]} samples on axis {axis}")
-    t0 = float(np.min(t)) if t_start is None else float(t_start)
-    t1 = float(np.max(t)) if t_stop is None else float(t_stop)
-    n_bins = int(np.floor((t1 - t0) * fs)) + 1
-    idx = np.floor((t - t0) * fs).astype(np.int64)
-    keep = (idx >= 0) & (idx < n_bins)
-    idx, xk = idx[keep], xm[keep]
-    flat = xk.reshape(len(idx), -1)
-    counts = np.bincount(idx, minlength=n_bins)
-    sums = np.zeros((n_bins, flat.shape[1]), dtype=np.result_type(flat.dtype, np.float64))
-    np.add.at(sums, idx, flat)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = sums / counts[:, None]
-    y = _fill_gaps(y, counts > 0, max_gap_bins=None if max_gap_s is None else max_gap_s * fs)
-    grid = t0 + np.arange(n_bins) / fs
-    y = y.reshape((n_bins,) + xm.shape[1:])
-    return np.moveaxis(y, 0, axis), grid, counts
-
-
-def _fill_gaps(y: np.ndarray, valid: np.ndarray, max_gap_bins: float | None = None) -> np.ndarray:
-    """Linear interpolation over rows of ``y`` (2-D, time first) where ``valid`` is False."""
-    if valid.all() or not valid.any():
-        return y
-    pos = np.flatnonzero(valid)
-    allpos = np.arange(len(valid))
-    out = y.copy()
-    # interpolation weights between the previous and next valid rows
-    nxt = np.searchsorted(pos, allpos)
-    prv = np.clip(nxt - 1, 0, len(pos) - 1)
-    nxt = np.clip(nxt, 0, len(pos) - 1)
-    p, q = pos[prv], pos[nxt]
-    span = np.maximum(q - p, 1)
-    w = np.clip((allpos - p) / span, 0.0, 1.0)
-    fill = ~valid
-    out[fill] = (1 - w[fill, None]) * y[p[fill]] + w[fill, None] * y[q[fill]]
-    if max_gap_bins is not None:
-        out[fill & ((q - p) > max_gap_bins + 1)] = np.nan
-    return out
-
-
-class UniformBinner:
-    """Streaming version of :func:`resample_uniform`'s binning (bounded memory).
-
-    Feed packets chunk by chunk with :meth:`add`; it returns the bins that are complete
-    (a bin is complete once a packet of a later bin arrives). Gives the same bins as
-    binning the whole capture at once. Packets older than the open bin are dropped
-    (counted in :attr:`dropped`).
-
-    Parameters
-    ----------
-    fs : float
-        Bin rate in Hz (bins ``[b/fs, (b+1)/fs)`` of stream time).
-    n_features : int
-        Feature columns per packet.
-    """
-
-    def __init__(self, fs: float, n_features: int) -> None:
-        if fs <= 0:
-            raise ValueError(f"fs must be > 0 Hz, got {fs}")
-        self.fs = float(fs)
-        self.n_features = int(n_features)
-        self.dropped = 0
-        self._bin: int | None = None  # index of the open bin
-        self._sum = np.zeros(self.n_features, complex)
-        self._pow = 0.0
-        self._n = 0
-
-    @property
-    def next_bin(self) -> int | None:
-        """Index of the bin still open (None before the first packet)."""
-        return self._bin
-
-    def add(
-        self, x: np.ndarray, times_s: np.ndarray
-    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        """Add packets ``x`` (``(n, n_features)``) taken at ``times_s`` (s).
-
-        Returns
-        -------
-        first_bin : int
-            Index of the first returned bin (bins are consecutive, gaps included).
-        means : numpy.ndarray
-            ``(m, n_features)`` complex mean per completed bin (NaN for empty bins).
-        counts : numpy.ndarray of int
-            Packets per completed bin.
-        spread : numpy.ndarray
-            Within-bin variance per completed bin, averaged over features (NaN when a
-            bin has fewer than two packets) — a fast-change (motion) statistic.
-        """
-        x = np.asarray(x).reshape(len(x), self.n_features)
-        b = np.floor(np.asarray(times_s, float) * self.fs).astype(np.int64)
-        if self._bin is not None:
-            ok = b >= self._bin
-            self.dropped += int((~ok).sum())
-            x, b = x[ok], b[ok]
-        # keep times monotonic (out-of-order packets inside the chunk are dropped too)
-        if len(b) > 1:
-            mono = b >= np.maximum.accumulate(b)
-            self.dropped += int((~mono).sum())
-            x, b = x[mono], b[mono]
-        empty = (
-            self._bin if self._bin is not None else 0,
-            np.empty((0, self.n_features), complex), np.empty(0, int), np.empty(0),
-        )
-        if len(b) == 0:
-            return empty
-        if self._bin is None:
-            self._bin = int(b[0])
-        first = self._bin
-        last = int(b[-1])
-        n_bins = last - first + 1
-        starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
-        rel = b[starts] - first
-        sums = np.zeros((n_bins, self.n_features), complex)
-        pows = np.zeros(n_bins)
-        cnts = np.zeros(n_bins, dtype=np.int64)
-        sums[rel] = np.add.reduceat(x, starts, axis=0)
-        pows[rel] = np.add.reduceat((np.abs(x) ** 2).sum(axis=1), starts)
-        cnts[rel] = np.diff(np.r_[starts, len(b)])
-        sums[0] += self._sum
-        pows[0] += self._pow
-        cnts[0] += self._n
-        # the last bin stays open
-        self._sum, self._pow, self._n, self._bin = sums[-1].copy(), float(pows[-1]), int(cnts[-1]), last
-        sums, pows, cnts = sums[:-1], pows[:-1], cnts[:-1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = sums / cnts[:, None]
-            spread = (pows - (np.abs(sums) ** 2).sum(axis=1) / cnts) / (cnts - 1) / self.n_features
-        spread[cnts < 2] = np.nan
-        return first, means, cnts, spread
 
 
 def subcarrier_sensitivity(

@@ -15,7 +15,7 @@ Feature pipeline (streaming, bounded memory)
    rate ≥ 50 Hz.
 2. ``|H|`` per packet; null/guard tones (median < 5 % of the median) dropped; each packet
    divided by its mean amplitude (AGC normalisation) and, separately, its log taken.
-3. Both binned to the 50 Hz grid with :class:`sensing.wifi.conditioning.UniformBinner`;
+3. Both binned to the 50 Hz grid with :class:`sensing.dsp.UniformBinner`;
    empty bins hold the last value for the amplitude profile, and changes that involve an
    empty bin are left out.
 4. Changes over fixed lags: *fast* = mean |20 ms change| of the normalised amplitudes
@@ -42,7 +42,8 @@ Decision
 windows at or above ``threshold`` among the last ``within`` raise a candidate; with
 ``still_s`` > 0 the candidate becomes an event only if the person then stays still (a hand
 rule kept as an option; since v3 the classifier itself sees the 10 s post period); then
-``refractory_s`` seconds of silence.
+``refractory_s`` seconds of silence (the k-of-n and refractory logic is
+:class:`sensing.dsp.Debouncer` in pulse mode).
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ from typing import Any
 
 import numpy as np
 
+from sensing.dsp import Debouncer, RingBuffer, UniformBinner
 from sensing.frames import Frames
-from sensing.wifi.conditioning import UniformBinner
+from sensing.params import Params, param
 
 GRID_HZ = 50.0
 BLOCK_BINS = 5  # 0.1 s blocks
@@ -420,54 +422,57 @@ def complex_features(cd: np.ndarray, cd3: np.ndarray, n_burst: int, floor_cd: fl
 _HELD = np.array([0, 1, 2, 10, 11])
 
 
-class _Ring:
-    """Fixed-length history of rows (oldest first), bounded memory, no per-call allocation
-    of the whole history as with ``np.asarray(deque)``."""
+class FallFeatureExtractorParams(Params):
+    """Options of :class:`FallFeatureExtractor` (rounded to whole 0.1 s blocks)."""
 
-    def __init__(self, maxlen: int, shape: tuple[int, ...] = ()) -> None:
-        self.buf = np.full((maxlen, *shape), np.nan)
-        self.n = 0
-
-    def append(self, x: np.ndarray | float) -> None:
-        self.buf[:-1] = self.buf[1:]
-        self.buf[-1] = x
-        self.n = min(self.n + 1, len(self.buf))
-
-    def __len__(self) -> int:
-        return self.n
-
-    def view(self) -> np.ndarray:
-        """The stored rows, oldest first (a view: copy before keeping)."""
-        return self.buf[len(self.buf) - self.n:]
+    window_s: float = param(WINDOW_S, unit="s", ge=BLOCK_S, le=600,
+                            doc="burst window: the first part of each feature span")
+    hop_s: float = param(HOP_S, unit="s", gt=0, le=600, doc="time between feature windows")
+    floor_s: float = param(FLOOR_S, unit="s", gt=0, le=3600,
+                           doc="history used for the noise floors")
+    post_s: float = param(POST_S, unit="s", ge=BLOCK_S, le=600,
+                          doc="post period after the burst window (does the person stay "
+                              "down?)")
 
 
 class FallFeatureExtractor:
-    """Streaming fall features: feed CSI chunks, get one :class:`FeatureWindow` per hop.
+    """Streaming fall features: push CSI chunks, get one :class:`FeatureWindow` per hop.
 
-    Each window covers ``window_s + post_s`` seconds: the burst window (the first
-    ``window_s``, described by the first 23 features) and the post period (the last
-    ``post_s``: does the person stay down?). Packets are decimated to at most one per 20 ms
-    bin (:func:`decimate_mask`). Memory is bounded by ``floor_s`` seconds of 0.1 s block
-    statistics plus one span of block profiles, whatever the stream length.
+    A :class:`sensing.stage.Stage`. Each window covers ``window_s + post_s`` seconds: the
+    burst window (the first ``window_s``, described by the first 23 features) and the post
+    period (the last ``post_s``: does the person stay down?). Packets are decimated to at
+    most one per 20 ms bin (:func:`decimate_mask`). Memory is bounded by ``floor_s`` seconds
+    of 0.1 s block statistics plus one span of block profiles, whatever the stream length.
 
     Parameters
     ----------
-    window_s, hop_s, post_s : float
-        Burst-window length, hop and post period (s); multiples of 0.1 s.
-    floor_s : float
-        History used for the noise floors (s).
+    params : FallFeatureExtractorParams, optional
+        The options (positional only); default ``FallFeatureExtractorParams()``.
+    **options
+        Option values applied over ``params``: ``window_s``, ``hop_s``, ``post_s``
+        (burst-window length, hop and post period, s; multiples of 0.1 s) and ``floor_s``
+        (history used for the noise floors, s).
+
+    Raises
+    ------
+    sensing.params.OptionError
+        An unknown option or a bad value.
     """
 
-    def __init__(self, window_s: float = WINDOW_S, hop_s: float = HOP_S,
-                 floor_s: float = FLOOR_S, post_s: float = POST_S) -> None:
-        self.window_blocks = int(round(window_s / BLOCK_S))
-        self.post_blocks = int(round(post_s / BLOCK_S))
+    Params = FallFeatureExtractorParams
+
+    def __init__(self, params: FallFeatureExtractorParams | None = None, /,
+                 **options: Any) -> None:
+        self.params = p = FallFeatureExtractorParams.build(params, options,
+                                                           where="FallFeatureExtractor")
+        self.window_blocks = int(round(p.window_s / BLOCK_S))
+        self.post_blocks = int(round(p.post_s / BLOCK_S))
         self.span_blocks = self.window_blocks + self.post_blocks
-        self.hop_blocks = max(1, int(round(hop_s / BLOCK_S)))
+        self.hop_blocks = max(1, int(round(p.hop_s / BLOCK_S)))
         self.window_s = self.window_blocks * BLOCK_S
         self.post_s = self.post_blocks * BLOCK_S
         self.span_s = self.span_blocks * BLOCK_S
-        self._floor_len = max(int(round(floor_s / BLOCK_S)), self.span_blocks)
+        self._floor_len = max(int(round(p.floor_s / BLOCK_S)), self.span_blocks)
         self._reset(None)
 
     def _reset(self, shape: tuple[int, ...] | None) -> None:
@@ -484,10 +489,10 @@ class FallFeatureExtractor:
         # per block: common-mode change, 20/60 ms frequency-selective change, slow
         # (profile) change, packets, the 5 per-bin common-mode changes, 20/60 ms complex
         # change; the profile separately
-        self._blocks = _Ring(fl, (7 + BLOCK_BINS,))
-        self._prof: _Ring | None = _Ring(span, (n_sc,)) if n_sc else None
+        self._blocks = RingBuffer(fl, (7 + BLOCK_BINS,))
+        self._prof: RingBuffer | None = RingBuffer(span, (n_sc,)) if n_sc else None
 
-    def update(self, frames: Frames) -> list[FeatureWindow]:
+    def push(self, frames: Frames) -> list[FeatureWindow]:
         """Consume one chunk; return the windows it completed."""
         if not len(frames):
             return []
@@ -512,7 +517,7 @@ class FallFeatureExtractor:
                    and len(frames.subcarriers) == n_sc else np.arange(n_sc))
             self._sc = np.repeat(sub, n_ant)[self._valid]
             self._ant = np.tile(np.arange(n_ant), n_sc)[self._valid]
-            self._prof = _Ring(self.span_blocks, (int(self._valid.sum()),))
+            self._prof = RingBuffer(self.span_blocks, (int(self._valid.sum()),))
         raw = amp[:, self._valid]
         la = np.log(np.maximum(raw, 0.5))
         a = raw / np.maximum(raw.mean(axis=1, keepdims=True), 1e-9)
@@ -626,6 +631,11 @@ class FallFeatureExtractor:
                 out.append(self._window(int(b)))
         return out
 
+    def flush(self) -> list[FeatureWindow]:
+        """End of stream: the open block and a span not yet complete give no window, so
+        ``[]``."""
+        return []
+
     def _window(self, b: int) -> FeatureWindow:
         nb, span = self.window_blocks, self.span_blocks
         hist = self._blocks.view()
@@ -671,6 +681,13 @@ def _p20(arr: np.ndarray) -> float:
 def extract_features(chunks, **kw) -> tuple[np.ndarray, np.ndarray]:
     """Run :class:`FallFeatureExtractor` over a whole stream.
 
+    Parameters
+    ----------
+    chunks : iterable of Frames
+        The ``wifi_csi`` stream.
+    **kw
+        :class:`FallFeatureExtractorParams` options.
+
     Returns
     -------
     end_s : numpy.ndarray
@@ -682,9 +699,12 @@ def extract_features(chunks, **kw) -> tuple[np.ndarray, np.ndarray]:
     ends: list[float] = []
     feats: list[np.ndarray] = []
     for fr in chunks:
-        for w in ex.update(fr):
+        for w in ex.push(fr):
             ends.append(w.end_s)
             feats.append(w.features)
+    for w in ex.flush():
+        ends.append(w.end_s)
+        feats.append(w.features)
     X = np.stack(feats) if feats else np.empty((0, N_FEATURES), np.float32)
     return np.asarray(ends), X
 
@@ -752,10 +772,31 @@ RULE = {"peak_log": 3.3, "fine_peak_log": 4.3, "burst_s": 1.8, "speed_ratio": 0.
 #: Operating point of the rule (its own; chosen on the tuning split, seeds 50 000-50 019 and
 #: 60 000-60 039: tune event F1 0.61, 13 false alarms in 10.2 h; docs/fall.md).
 RULE_OPERATING_POINT = {"threshold": 0.5, "consecutive": 6, "refractory_s": 30.0}
-#: The :class:`FallDetector` options an operating point may set (manifest
-#: ``extra.operating_points``, pipeline options).
-OPERATING_POINT_KEYS = ("threshold", "consecutive", "within", "refractory_s", "still_s",
-                        "still_log", "settle_s")
+
+
+class FallOperatingPointParams(Params):
+    """The :class:`FallDetector` options an operating point may set (manifest
+    ``extra.operating_points``, ``wifi_fall`` pipeline options); the decision rules are
+    described at :class:`FallDetector`."""
+
+    threshold: float = param(0.5, ge=0, le=1, doc="fall probability needed per window")
+    consecutive: int = param(2, ge=1, doc="windows at or above the threshold among the last "
+                                          "`within` needed to raise an event")
+    within: int | None = param(None, ge=1, doc="length of that run of windows, 0.5 s apart "
+                                               "(unset: `consecutive`, all in a row)")
+    refractory_s: float = param(30.0, unit="s", ge=0, doc="no new event within this time "
+                                                          "after one")
+    still_s: float = param(0.0, unit="s", ge=0, doc="post-fall stillness confirmation "
+                                                    "(0 = off)")
+    still_log: float = param(np.inf, doc="highest peak_log (log multiple of the noise floor) "
+                                         "that counts as still")
+    settle_s: float = param(4.0, unit="s", ge=0, doc="time from the estimated onset to the "
+                                                     "start of the stillness period")
+
+
+#: The :class:`FallDetector` options an operating point may set: the fields of
+#: :class:`FallOperatingPointParams`, in order.
+OPERATING_POINT_KEYS: tuple[str, ...] = tuple(FallOperatingPointParams.model_fields)
 
 
 def rule_fall_probability(X: np.ndarray) -> np.ndarray:
@@ -823,85 +864,113 @@ class FallEvent:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class FallDetectorParams(FallOperatingPointParams):
+    """Options of :class:`FallDetector`: an operating point plus the warm-up."""
+
+    warmup_s: float = param(20.0, unit="s", ge=0, doc="no decision on windows ending before "
+                                                      "this stream time")
+
+
 class FallDetector:
-    """Streaming fall detector.
+    """Streaming fall detector (a :class:`sensing.stage.Stage` of :class:`FallEvent`).
 
     Parameters
     ----------
+    params : FallDetectorParams, optional
+        The options (positional only); default ``FallDetectorParams()``.
     predict_proba : callable, optional
         ``X (n, N_FEATURES) -> (n, n_classes)`` probabilities (e.g. an ONNX model's
         ``predict_proba``). Without it the rule :func:`rule_fall_probability` is used.
     labels : sequence of str, optional
         Class names of the probability columns (default :data:`CLASSES`); must contain
         ``"fall"``.
-    threshold : float
-        Fall probability needed per window.
-    consecutive : int
-        Windows at or above ``threshold`` among the last ``within`` windows needed to raise
-        an event (``within`` = ``consecutive``: that many in a row).
-    within : int, optional
-        Length of that run of windows (default ``consecutive``). Windows come every 0.5 s.
-    refractory_s : float
-        No new event within this time after one (s); a person lying on the floor after a
-        fall keeps the windows quiet anyway.
-    warmup_s : float
-        No decision on windows ending before this stream time (s): the noise floors need
-        some history (without it the first windows of a stream raised false alarms).
-    still_s : float
-        Post-fall stillness confirmation (s; 0 = off). A candidate (``consecutive`` windows
-        at or above ``threshold``) becomes an event only if the person then stays still:
-        every window whose burst window (``[end - 20 s, end - 10 s]``) starts at or after
-        ``onset + settle_s``, up to the first window ending at or after ``onset + settle_s +
-        still_s``, must have ``peak_log`` (log peak common-mode motion / noise floor of its
-        burst window) at or below ``still_log``; the event is decided at that last window.
-        ``still_s`` ≥ the span (20 s) makes at least one window be checked. A candidate
-        still pending when the stream ends is dropped. (Since v3 the classifier sees the
-        post period itself; the shipped operating point records whether this is used.)
-    still_log : float
-        Highest ``peak_log`` (natural log of multiples of the noise floor) that counts as
-        still. Falls in the simulator: ≤ 1.7 ten seconds after the impact; sit-down/lie-
-        down followed by fidgeting, the end of a walk and pick-ups often exceed it.
-    settle_s : float
-        Time from the estimated onset to the start of the stillness period (s): descent,
-        rebound and the onset estimate's error.
     n_features : int, optional
         Number of leading feature columns the model takes (a model trained on the first
         :data:`N_BASE_FEATURES` features); default all.
+    **options
+        Option values applied over ``params`` (see :class:`FallDetectorParams`):
+
+        threshold : float
+            Fall probability needed per window (0–1).
+        consecutive : int
+            Windows at or above ``threshold`` among the last ``within`` windows needed to
+            raise an event (``within`` = ``consecutive``: that many in a row).
+        within : int, optional
+            Length of that run of windows (default ``consecutive``). Windows come every
+            0.5 s.
+        refractory_s : float
+            No new event within this time after one (s); a person lying on the floor
+            after a fall keeps the windows quiet anyway.
+        warmup_s : float
+            No decision on windows ending before this stream time (s): the noise floors
+            need some history (without it the first windows of a stream raised false
+            alarms).
+        still_s : float
+            Post-fall stillness confirmation (s; 0 = off). A candidate (``consecutive``
+            windows at or above ``threshold``) becomes an event only if the person then
+            stays still: every window whose burst window (``[end - 20 s, end - 10 s]``)
+            starts at or after ``onset + settle_s``, up to the first window ending at or
+            after ``onset + settle_s + still_s``, must have ``peak_log`` (log peak
+            common-mode motion / noise floor of its burst window) at or below
+            ``still_log``; the event is decided at that last window. ``still_s`` ≥ the
+            span (20 s) makes at least one window be checked. A candidate still pending
+            when the stream ends is dropped. (Since v3 the classifier sees the post period
+            itself; the shipped operating point records whether this is used.)
+        still_log : float
+            Highest ``peak_log`` (natural log of multiples of the noise floor) that counts
+            as still. Falls in the simulator: ≤ 1.7 ten seconds after the impact;
+            sit-down/lie-down followed by fidgeting, the end of a walk and pick-ups often
+            exceed it.
+        settle_s : float
+            Time from the estimated onset to the start of the stillness period (s):
+            descent, rebound and the onset estimate's error.
+
+    Raises
+    ------
+    sensing.params.OptionError
+        An unknown option or a bad value.
+    ValueError
+        ``labels`` have no ``"fall"`` class.
     """
+
+    Params = FallDetectorParams
 
     def __init__(
         self,
-        predict_proba: Callable[[np.ndarray], np.ndarray] | None = None,
+        params: FallDetectorParams | None = None,
+        /,
         *,
+        predict_proba: Callable[[np.ndarray], np.ndarray] | None = None,
         labels: Sequence[str] | None = None,
-        threshold: float = 0.5,
-        consecutive: int = 2,
-        within: int | None = None,
-        refractory_s: float = 30.0,
-        warmup_s: float = 20.0,
-        still_s: float = 0.0,
-        still_log: float = np.inf,
-        settle_s: float = 4.0,
         n_features: int | None = None,
+        **options: Any,
     ) -> None:
+        self.params = p = FallDetectorParams.build(params, options, where="FallDetector")
         self.predict_proba = predict_proba
         self.n_features = n_features
-        self.warmup_s = float(warmup_s)
+        self.warmup_s = p.warmup_s
         self.labels = list(labels) if labels is not None else list(CLASSES)
         if predict_proba is not None and "fall" not in self.labels:
             raise ValueError(f"labels {self.labels} have no 'fall' class")
         self.fall_index = self.labels.index("fall") if "fall" in self.labels else -1
         self.method = "model" if predict_proba is not None else "rule"
-        self.threshold = float(threshold)
-        self.consecutive = int(consecutive)
-        self.within = max(int(within or consecutive), self.consecutive)
-        self.refractory_s = float(refractory_s)
-        self.still_s = float(still_s)
-        self.still_log = float(still_log)
-        self.settle_s = float(settle_s)
+        self.threshold = p.threshold
+        self.consecutive = p.consecutive
+        self.within = max(int(p.within or p.consecutive), self.consecutive)
+        self.refractory_s = p.refractory_s
+        self.still_s = p.still_s
+        self.still_log = p.still_log
+        self.settle_s = p.settle_s
+        #: Windows pushed so far that ended after the warm-up, and their highest fall
+        #: probability (for :meth:`quiet_reason`).
+        self.n_windows = 0
+        self.max_probability = 0.0
         self.extractor = FallFeatureExtractor()
-        self._run: list[tuple[float, float, np.ndarray]] = []
-        self._last_event: float = -np.inf
+        #: ``consecutive`` of the last ``within`` windows at or above the threshold raise a
+        #: candidate, then ``refractory_s`` of silence (from the event's decision).
+        self._debounce = Debouncer(self.threshold, on_count=self.consecutive,
+                                   on_window=self.within, refractory_s=self.refractory_s,
+                                   latch=False)
         self._pending: FallEvent | None = None  # candidate awaiting stillness confirmation
 
     def fall_probability(self, X: np.ndarray) -> np.ndarray:
@@ -915,17 +984,35 @@ class FallDetector:
             X = X[:, :self.n_features]  # a model trained on the first features only
         return np.asarray(self.predict_proba(X))[:, self.fall_index]
 
-    def update(self, frames: Frames) -> list[FallEvent]:
+    def push(self, frames: Frames) -> list[FallEvent]:
         """Consume one chunk; return the fall events it completed."""
-        wins = self.extractor.update(frames)
+        wins = self.extractor.push(frames)
         if not wins:
             return []
         X = np.stack([w.features for w in wins])
         p = self.fall_probability(X)
+        late = np.asarray([w.end_s for w in wins]) >= self.warmup_s
+        if late.any():
+            self.n_windows += int(late.sum())
+            self.max_probability = max(self.max_probability, float(np.max(p[late])))
         return self.step([w.end_s for w in wins], X, p)
 
+    def flush(self) -> list[FallEvent]:
+        """End of stream: a candidate still awaiting its stillness confirmation is dropped,
+        so ``[]``."""
+        return []
+
+    def quiet_reason(self) -> str | None:
+        """Why no fall was found, in a few words (from the windows pushed so far)."""
+        if not self.n_windows:
+            need = max(self.extractor.span_s, self.warmup_s)
+            return (f"capture shorter than {need:g} s (the {self.extractor.span_s:g} s "
+                    f"feature span and the {self.warmup_s:g} s warm-up)")
+        return (f"no fall: highest fall probability {self.max_probability:.2f} in "
+                f"{self.n_windows} windows (threshold {self.threshold:g}, {self.method})")
+
     def step(self, ends: Sequence[float], X: np.ndarray, p: np.ndarray) -> list[FallEvent]:
-        """Decision logic on precomputed windows (used by :meth:`update` and evaluation).
+        """Decision logic on precomputed windows (used by :meth:`push` and evaluation).
 
         Parameters
         ----------
@@ -955,33 +1042,27 @@ class FallDetector:
                     ev.detect_s = t
                     ev.extra["still_s"] = self.still_s
                     out.append(ev)
-                    self._last_event = t
+                    self._debounce.last_on_s = t  # the refractory time starts now
                     self._pending = None
-                    self._run = []
                 continue
             if t < self.warmup_s:
                 continue
-            # the last `within` windows (the run is cut where `within` windows in a row
-            # stayed below the threshold)
-            self._run.append((t, float(pi), x))
-            if len(self._run) > self.within:
-                self._run.pop(0)
-            hits = [r for r in self._run if r[1] >= self.threshold]
-            if not hits:
-                self._run = []
-            if len(hits) >= self.consecutive and t - self._last_event >= self.refractory_s:
-                t0, _, x0 = hits[0]
+            last_event = self._debounce.last_on_s
+            fired = self._debounce.step(t, float(pi), x)
+            if fired is not None:
+                hits = fired.inputs  # the windows at or above the threshold
+                t0, x0 = hits[0].t_s, hits[0].item
                 onset = t0 - win_s + float(x0[_F["t_peak_s"]] - x0[_F["rise_s"]])
-                conf = max(r[1] for r in hits)
+                conf = max(h.value for h in hits)
                 ev = FallEvent(
                     onset_s=round(onset, 3), detect_s=t, confidence=round(conf, 4),
                     method=self.method,
                     extra={"burst_s": round(float(x0[_F["burst_s"]]), 2),
                            "windows": len(hits)})
-                self._run = []
                 if self.still_s > 0:
+                    # a candidate: the refractory time starts once it is confirmed
+                    self._debounce.last_on_s = last_event
                     self._pending = ev
                 else:
                     out.append(ev)
-                    self._last_event = t
         return out

@@ -19,7 +19,7 @@ Decision
 --------
 A window is *active* when its score exceeds the threshold. The detector reports ``moving``
 after ``on_windows`` consecutive active windows and returns to *not moving* after
-``off_s`` seconds without an active window.
+``off_s`` seconds without an active window (:class:`sensing.dsp.Debouncer`).
 
 Presence (:class:`sensing.wifi.presence.PresenceTracker`): ``moving`` while motion is on;
 otherwise ``still`` (occupied, not moving) while there is respiration evidence (a breathing
@@ -49,7 +49,9 @@ from typing import Any
 import numpy as np
 
 from sensing.detections import Detection
+from sensing.dsp import Debouncer, robust_std
 from sensing.frames import Frames
+from sensing.params import Params, param
 from sensing.wifi.presence import (
     BREATH_CONFIRM,
     BREATH_HOLD_S,
@@ -106,8 +108,7 @@ def window_score(amp: np.ndarray) -> tuple[float, np.ndarray | None]:
     mean_pkt = masked.sum(axis=1, keepdims=True) / np.maximum(valid.sum(axis=0), 1)[None, None]
     norm = masked / np.maximum(mean_pkt, 1e-9)
     med = np.median(norm, axis=0)
-    mad = np.median(np.abs(norm - med[None]), axis=0)
-    cv = 1.4826 * mad[valid] / np.maximum(med[valid], 1e-9)
+    cv = robust_std(norm, axis=0)[valid] / np.maximum(med[valid], 1e-9)
     profile = np.where(valid, med, 0.0)
     return float(np.median(cv)), profile
 
@@ -150,24 +151,38 @@ class WindowScore:
     profile: np.ndarray | None = None
 
 
-class MotionScorer:
-    """Streaming motion score: feed chunks, get one :class:`WindowScore` per hop.
+class MotionScorerParams(Params):
+    """Options of :class:`MotionScorer`."""
 
-    Memory is bounded by the packets of one window.
+    window_s: float = param(1.0, unit="s", gt=0, le=600, doc="motion-score window")
+    hop_s: float = param(0.5, unit="s", gt=0, le=600, doc="time between motion-score windows")
+
+
+class MotionScorer:
+    """Streaming motion score: push chunks, get one :class:`WindowScore` per hop.
+
+    A :class:`sensing.stage.Stage`; memory is bounded by the packets of one window.
 
     Parameters
     ----------
-    window_s : float
-        Analysis window length (s).
-    hop_s : float
-        Time between window ends (s).
+    params : MotionScorerParams, optional
+        The options (positional only); default ``MotionScorerParams()``.
+    **options
+        Option values applied over ``params``: ``window_s`` (analysis window length, s;
+        1.0) and ``hop_s`` (time between window ends, s; 0.5).
+
+    Raises
+    ------
+    sensing.params.OptionError
+        An unknown option or a bad value.
     """
 
-    def __init__(self, window_s: float = 1.0, hop_s: float = 0.5) -> None:
-        if window_s <= 0 or hop_s <= 0:
-            raise ValueError("window_s and hop_s must be > 0")
-        self.window_s = float(window_s)
-        self.hop_s = float(hop_s)
+    Params = MotionScorerParams
+
+    def __init__(self, params: MotionScorerParams | None = None, /, **options: Any) -> None:
+        self.params = MotionScorerParams.build(params, options, where="MotionScorer")
+        self.window_s = self.params.window_s
+        self.hop_s = self.params.hop_s
         self._times: deque[np.ndarray] = deque()
         self._amps: deque[np.ndarray] = deque()
         self._next_end: float | None = None
@@ -182,7 +197,7 @@ class MotionScorer:
             self._times[0] = self._times[0][keep]
             self._amps[0] = self._amps[0][keep]
 
-    def update(self, frames: Frames) -> list[WindowScore]:
+    def push(self, frames: Frames) -> list[WindowScore]:
         """Consume one chunk; return the windows it completed (in time order)."""
         if not len(frames):
             return []
@@ -219,6 +234,10 @@ class MotionScorer:
             self._amps.append(amp[start:])
         self._trim(self._next_end - self.window_s - self.hop_s)
         return out
+
+    def flush(self) -> list[WindowScore]:
+        """End of stream: the partial window after the last hop is not scored, so ``[]``."""
+        return []
 
     def _score(self, end_s: float) -> WindowScore:
         if not self._amps:
@@ -316,7 +335,7 @@ def calibrate(
     ValueError
         Fewer than 5 scorable windows.
     """
-    scorer = MotionScorer(window_s, hop_s)
+    scorer = MotionScorer(window_s=window_s, hop_s=hop_s)
     scores: list[float] = []
     profiles: list[np.ndarray] = []
     meta: dict[str, Any] = {}
@@ -330,7 +349,7 @@ def calibrate(
             if fr is None:
                 break
         meta.update({k: v for k, v in fr.meta.items() if k in ("chip", "format", "gain_locked")})
-        for w in scorer.update(fr):
+        for w in scorer.push(fr):
             if np.isfinite(w.score):
                 scores.append(w.score)
                 if w.profile is not None:
@@ -405,96 +424,131 @@ class MotionState:
     breathing_bpm: float = float("nan")
 
 
+class MotionDetectorParams(MotionScorerParams):
+    """Options of :class:`MotionDetector` (and of the ``wifi_motion`` pipeline)."""
+
+    threshold: float | None = param(
+        None, ge=0, doc=f"motion-score threshold (dimensionless); default: the calibration's, "
+                        f"else {DEFAULT_THRESHOLD}")
+    on_windows: int = param(2, ge=1, doc="consecutive active windows needed to report motion")
+    off_s: float = param(2.0, unit="s", ge=0,
+                         doc="time without an active window before motion is reported stopped")
+    hold_s: float = param(60.0, unit="s", ge=0,
+                          doc="time the room stays still (occupied) after motion stops "
+                              "without other evidence")
+    breathing: bool = param(True, doc="use respiration as evidence of a still person "
+                                      "(false halves the CPU cost)")
+    breath_hold_s: float = param(BREATH_HOLD_S, unit="s", ge=0,
+                                 doc="time one breathing window keeps the room still")
+    breath_min_confidence: float = param(BREATH_MIN_CONFIDENCE, ge=0, le=1,
+                                         doc="breathing confidence that counts as evidence")
+    breath_confirm: int = param(BREATH_CONFIRM, ge=1,
+                                doc="consecutive breathing windows needed to go from empty "
+                                    "to still")
+    profile_evidence: bool = param(False, doc="with a calibration, count a static profile "
+                                              "unlike the empty room's as a still person")
+
+
 class MotionDetector:
-    """Streaming presence/motion detector.
+    """Streaming presence/motion detector (a :class:`sensing.stage.Stage` of
+    :class:`MotionState`, one per motion window).
 
     Parameters
     ----------
+    params : MotionDetectorParams, optional
+        The options (positional only); default ``MotionDetectorParams()``.
     calibration : MotionCalibration, optional
-        Per-device calibration; its threshold and empty-room profile are used.
-    threshold : float, optional
-        Overrides the threshold (default: calibration's, else :data:`DEFAULT_THRESHOLD`).
-    window_s, hop_s : float
-        Analysis window and hop (s).
-    on_windows : int
-        Consecutive active windows needed to report motion.
-    off_s : float
-        Seconds without an active window before motion is reported stopped.
-    hold_s : float
-        Seconds the room stays ``still`` (occupied) after motion stops when no other
-        evidence (breathing, calibrated profile) says so.
-    breathing : bool
-        Use respiration as evidence of a still person (costs about as much CPU as the
-        motion score itself; see ``docs/motion.md``).
-    breath_hold_s : float
-        Seconds one breathing window keeps the room ``still``.
-    breath_min_confidence : float
-        Breathing confidence (0–1) that counts as evidence.
-    breath_confirm : int
-        Consecutive breathing windows (5 s apart) needed to go from ``empty`` to ``still``.
-    profile_evidence : bool
-        With a calibration, also report ``still`` while the static profile differs from
-        the empty-room profile. Off by default: on simulated rooms it marked 20 % of the
-        empty-room windows occupied (slow environment drift and AGC steps move the profile
-        too; ``docs/motion.md``).
+        Per-device calibration (keyword); its threshold and empty-room profile are used.
+    **options
+        Option values applied over ``params`` (see :class:`MotionDetectorParams`):
+
+        threshold : float, optional
+            Overrides the threshold (default: calibration's, else
+            :data:`DEFAULT_THRESHOLD`; dimensionless).
+        window_s, hop_s : float
+            Analysis window and hop (s).
+        on_windows : int
+            Consecutive active windows needed to report motion.
+        off_s : float
+            Seconds without an active window before motion is reported stopped.
+        hold_s : float
+            Seconds the room stays ``still`` (occupied) after motion stops when no other
+            evidence (breathing, calibrated profile) says so.
+        breathing : bool
+            Use respiration as evidence of a still person (costs about as much CPU as the
+            motion score itself; see ``docs/motion.md``).
+        breath_hold_s : float
+            Seconds one breathing window keeps the room ``still``.
+        breath_min_confidence : float
+            Breathing confidence (0–1) that counts as evidence.
+        breath_confirm : int
+            Consecutive breathing windows (5 s apart) needed to go from ``empty`` to
+            ``still``.
+        profile_evidence : bool
+            With a calibration, also report ``still`` while the static profile differs
+            from the empty-room profile. Off by default: on simulated rooms it marked 20 %
+            of the empty-room windows occupied (slow environment drift and AGC steps move
+            the profile too; ``docs/motion.md``).
+
+    Raises
+    ------
+    sensing.params.OptionError
+        An unknown option or a bad value.
     """
 
-    def __init__(
-        self,
-        calibration: MotionCalibration | None = None,
-        *,
-        threshold: float | None = None,
-        window_s: float = 1.0,
-        hop_s: float = 0.5,
-        on_windows: int = 2,
-        off_s: float = 2.0,
-        hold_s: float = 60.0,
-        breathing: bool = True,
-        breath_hold_s: float = BREATH_HOLD_S,
-        breath_min_confidence: float = BREATH_MIN_CONFIDENCE,
-        breath_confirm: int = BREATH_CONFIRM,
-        profile_evidence: bool = False,
-    ) -> None:
+    Params = MotionDetectorParams
+
+    def __init__(self, params: MotionDetectorParams | None = None, /, *,
+                 calibration: MotionCalibration | None = None, **options: Any) -> None:
+        self.params = p = MotionDetectorParams.build(params, options, where="MotionDetector")
         self.calibration = calibration
+        threshold = p.threshold
         if threshold is None:
             threshold = calibration.threshold if calibration else DEFAULT_THRESHOLD
         self.threshold = float(threshold)
-        self.scorer = MotionScorer(window_s, hop_s)
-        self.on_windows = int(on_windows)
-        self.off_s = float(off_s)
-        self.hold_s = float(hold_s)
+        self.scorer = MotionScorer(window_s=p.window_s, hop_s=p.hop_s)
+        self.on_windows = p.on_windows
+        self.off_s = p.off_s
+        self.hold_s = p.hold_s
         self._ref = (np.asarray(calibration.profile) if calibration and calibration.profile
                      else None)
-        self.profile_evidence = bool(profile_evidence)
-        self.breathing = (breathing_evidence(min_confidence=breath_min_confidence)
-                          if breathing else None)
+        self.profile_evidence = p.profile_evidence
+        self.breathing = (breathing_evidence(min_confidence=p.breath_min_confidence)
+                          if p.breathing else None)
         self.tracker = PresenceTracker(
-            hold_s=hold_s, breath_hold_s=breath_hold_s, confirm=breath_confirm,
+            hold_s=p.hold_s, breath_hold_s=p.breath_hold_s, confirm=p.breath_confirm,
             breath_hop_s=self.breathing.hop_s if self.breathing else 5.0)
         #: Stream time (s) before an ``empty`` verdict is trustworthy: the first
         #: ``breath_confirm`` breathing windows must have had their chance.
         self.presence_warmup_s = (
-            self.breathing.window_s + (breath_confirm - 1) * self.breathing.hop_s
+            self.breathing.window_s + (p.breath_confirm - 1) * self.breathing.hop_s
             if self.breathing else 0.0)
         # breathing windows not yet reached by the motion windows (a few at most)
         self._pending: deque[Detection] = deque()
-        self._run = 0
-        self._moving = False
-        self._last_active: float | None = None
+        #: ``on_windows`` active windows in a row start motion; ``off_s`` without an active
+        #: window end it. Counts look at the last windows whatever the state (``restart``
+        #: off), as with ``off_s = 0`` a run of active windows keeps restarting motion.
+        self._debounce = Debouncer(on_count=self.on_windows, hold_s=self.off_s,
+                                   restart=False)
 
-    def update(self, frames: Frames, breathing: list[Detection] | None = None
-               ) -> list[MotionState]:
+    def push(self, frames: Frames, breathing: list[Detection] | None = None
+             ) -> list[MotionState]:
         """Consume one chunk; return the state after each window it completed.
 
-        ``breathing``: the breathing-evidence windows of this chunk when an identically
-        configured estimator already ran on it elsewhere (a shared analysis); default: run
-        this detector's own.
+        Parameters
+        ----------
+        frames : Frames
+            The next ``wifi_csi`` chunk of the stream.
+        breathing : list of Detection, optional
+            The breathing-evidence windows of this chunk when an identically configured
+            estimator already ran on it elsewhere (a shared analysis); default: run this
+            detector's own.
         """
         if self.breathing is not None and len(frames):
-            self._pending.extend(self.breathing.update(frames) if breathing is None
+            self._pending.extend(self.breathing.push(frames) if breathing is None
                                  else breathing)
         out = []
-        for w in self.scorer.update(frames):
+        for w in self.scorer.push(frames):
             # breathing windows ending by this motion window (both need the same packets,
             # so the result does not depend on how the stream is chunked)
             while self._pending and self._pending[0].offset_s <= w.end_s + 1e-6:
@@ -505,22 +559,19 @@ class MotionDetector:
 
     def _step(self, w: WindowScore) -> MotionState:
         active = bool(np.isfinite(w.score) and w.score > self.threshold)
-        if active:
-            self._run += 1
-            self._last_active = w.end_s
-        else:
-            self._run = 0
-        if not self._moving and self._run >= self.on_windows:
-            self._moving = True
-        elif self._moving and (self._last_active is None
-                               or w.end_s - self._last_active >= self.off_s):
-            self._moving = False
+        self._debounce.step(w.end_s, active)
+        moving = self._debounce.on
         dist = float("nan")
         if self._ref is not None and w.profile is not None:
             dist = profile_distance(w.profile, self._ref)
         prof_thr = self.calibration.profile_threshold if self.calibration else None
         profile_occupied = bool(self.profile_evidence and prof_thr is not None
                                 and np.isfinite(dist) and dist > prof_thr)
-        dec = self.tracker.step(w.end_s, self._moving, profile_occupied)
-        return MotionState(w.end_s, w.score, active, self._moving, dec.state, dist,
+        dec = self.tracker.step(w.end_s, moving, profile_occupied)
+        return MotionState(w.end_s, w.score, active, moving, dec.state, dist,
                            dec.evidence, dec.breathing_bpm)
+
+    def flush(self) -> list[MotionState]:
+        """End of stream: states are only produced by complete motion windows, so ``[]``
+        (breathing windows after the last motion window are dropped)."""
+        return []

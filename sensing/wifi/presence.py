@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sensing.dsp import Debouncer
 from sensing.wifi.breathing import BreathingEstimator
 
 #: Breathing-evidence window (s): 3 cycles at 6 breaths/min, as the breathing estimator.
@@ -129,7 +130,8 @@ class PresenceTracker:
         self.confirm = int(confirm)
         self.breath_hop_s = float(breath_hop_s)
         self.state = "empty"
-        self._last_moving: float | None = None
+        #: On while moving and for ``hold_s`` after the last moving window.
+        self._hold = Debouncer(hold_s=self.hold_s, restart=False)
         self._last_breath: float | None = None
         self._run = 0
         self._breath_until = -math.inf
@@ -160,14 +162,14 @@ class PresenceTracker:
         profile_occupied : bool
             The static profile differs from the calibrated empty room.
         """
+        self._hold.step(end_s, moving)
         if moving:
-            self._last_moving = end_s
             state, why = "moving", "motion"
         elif end_s <= self._breath_until:
             state, why = "still", "breathing"
         elif profile_occupied:
             state, why = "still", "profile"
-        elif self._last_moving is not None and end_s - self._last_moving < self.hold_s:
+        elif self._hold.on:
             state, why = "still", "hold"
         else:
             state, why = "empty", "none"

@@ -9,6 +9,9 @@ a comma (``"12,"``) is accepted.
 A sampled signal cannot skip a bad line without shifting every later sample in time, so a
 line that is not a number stops reading with a :class:`~sensing.errors.CaptureFormatError`
 naming the line.
+
+The Bonn database itself (segments, odd/even splits, long recordings built from segments)
+is :mod:`sensing.formats.eeg_text.bonn`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Console and JSON Lines file sinks."""
+"""``jsonl`` sink: one JSON event per line, on stdout or appended to a file."""
 
 from __future__ import annotations
 
@@ -40,26 +40,3 @@ class JsonlSink(Sink):
             self._fh.close()
         else:
             self._fh.flush()
-
-
-@SINKS.register("table")
-class TableSink(Sink):
-    """A readable one-line-per-event table for people watching a terminal."""
-
-    HEADER = f"{'offset_s':>10}  {'type':<16} {'value':>10} {'unit':<5} {'conf':>5}  source"
-
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        self._fh = stream or sys.stdout
-        self._header_done = False
-
-    def emit(self, event: Event) -> None:
-        if not self._header_done:
-            self._fh.write(self.HEADER + "\n")
-            self._header_done = True
-        value = event.value
-        text = f"{value:.2f}" if isinstance(value, float) else str(value)
-        self._fh.write(
-            f"{event.offset_s:>10.2f}  {event.type:<16} {text:>10} {event.unit:<5} "
-            f"{event.confidence:>5.2f}  {event.source}\n"
-        )
-        self._fh.flush()

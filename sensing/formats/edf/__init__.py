@@ -1,6 +1,6 @@
 """EDF, EDF+ (with annotations) and BDF EEG recordings, streamed with mne (``preload=False``).
 
-The header is validated first (:mod:`sensing.eeg.edf_header`) so that a missing physical
+The header is validated first (:mod:`sensing.formats.edf.header`) so that a missing physical
 range, an empty file or a truncated data record fails with the byte offset and the field.
 Then mne reads the signal chunk by chunk: each chunk is a whole number of data records
 (mne's upsampling of lower-rate channels in mixed-rate files is exact only on record
@@ -9,6 +9,10 @@ boundaries), so a 24-hour file is read with memory bounded by one chunk.
 Units are µV. Duplicate channel labels (CHB-MIT records ``T8-P8`` twice) are renamed by mne
 (``T8-P8-0``, ``T8-P8-1``); the default montage keeps the first copy. EDF+ annotations are
 decoded as UTF-8, falling back to Latin-1 (many clinical systems write Latin-1).
+
+The EDF format lives in this package: the reader (here), the header parser
+(:mod:`.header`), channel names and montages (:mod:`.montage`) and the streaming EDF+/BDF
+writer (:mod:`.writer`).
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from sensing.eeg.edf_header import EdfHeader, check_data_records, read_edf_header
-from sensing.eeg.montage import Montage, make_montage
 from sensing.errors import CaptureFormatError
 from sensing.formats.base import FORMATS, CaptureReader
+from sensing.formats.edf.header import EdfHeader, check_data_records, read_edf_header
+from sensing.formats.edf.montage import Montage, make_montage
+from sensing.formats.edf.writer import EdfWriter
 from sensing.frames import Frames
+
+__all__ = ["EdfHeader", "EdfReader", "EdfWriter", "Montage", "make_montage", "open_raw",
+           "read_edf_header"]
 
 log = logging.getLogger("ambisense.edf")
 
@@ -67,7 +75,7 @@ class EdfReader(CaptureReader):
     chunk_s : float
         Target chunk length in s (rounded to whole data records, at least one record).
     montage : str or sequence of (str, str) or None
-        See :func:`sensing.eeg.montage.make_montage`. Default: channels as recorded
+        See :func:`sensing.formats.edf.montage.make_montage`. Default: channels as recorded
         (non-EEG channels and duplicate copies dropped).
     channels : sequence of str, optional
         Keep only these recorded labels (before the montage).
