@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +20,13 @@ def plugin_env(tmp_path_factory) -> dict[str, str]:
     """Environment whose Python path holds the plug-in, installed by pip (wheel + metadata
     with its entry points), as a user's ``pip install ambisense-toy`` would."""
     target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("build")
+    src = tmp_path_factory.mktemp("build") / "plugin_pkg"
+    shutil.copytree(PKG, src, ignore=shutil.ignore_patterns("build", "*.egg-info",
+                                                            "__pycache__"))
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), str(PKG)],
-        capture_output=True, text=True, cwd=build, timeout=300)
+         "--no-index", "--target", str(target), str(src)],
+        capture_output=True, text=True, cwd=src, timeout=300)
     assert done.returncode == 0, done.stderr
     assert list(target.glob("ambisense_toy-*.dist-info/entry_points.txt"))
     env = dict(os.environ)
