@@ -380,6 +380,16 @@ class OnnxModel:
             )
         return np.ascontiguousarray(X)
 
+    def summary(self) -> dict[str, Any]:
+        """What a report shows of this model: name, precision, file, its verified sha256,
+        size, when and by which command it was built (from the manifest entry)."""
+        entry = (self.meta.get("precisions") or {}).get(self.precision) or {}
+        made = self.meta.get("created_by") or {}
+        return {"name": self.name, "precision": self.precision, "file": self.path.name,
+                "sha256": entry.get("sha256") or self.meta.get("sha256"),
+                "size_bytes": entry.get("size_bytes"), "built_utc": made.get("utc"),
+                "built_by": made.get("command"), "description": self.meta.get("description")}
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities of a batch of feature windows.
 

@@ -35,6 +35,10 @@ class StreamStats:
     pipelines: list[str] = field(default_factory=list)
     #: Pipeline name → why it emitted nothing (only pipelines that emitted no event).
     quiet: dict[str, str] = field(default_factory=dict)
+    #: Pipeline name → the options it ran with (its Params, JSON-ready).
+    settings: dict[str, dict] = field(default_factory=dict)
+    #: Pipeline name → the models it ran (``OnnxModel.summary()`` of each).
+    models: dict[str, list] = field(default_factory=dict)
 
     @property
     def speedup(self) -> float:
@@ -114,6 +118,8 @@ def run_stream(
         emit(pipe.flush(), pipe)
     stats.wall_s = time.perf_counter() - wall0
     for pipe in pipelines:
+        stats.settings[pipe.name] = pipe.params.model_dump(mode="json")
+        stats.models[pipe.name] = pipe.models()
         if not counts[pipe.name]:
             stats.quiet[pipe.name] = pipe.quiet_reason() or (
                 f"no {'/'.join(pipe.event_types) or 'event'} found in "

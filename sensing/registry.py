@@ -19,6 +19,7 @@ entry-point group             what a plug-in adds
 ``ambisense.sinks``           an event sink (``agent.sinks.SINKS``)
 ``ambisense.simulators``      a simulator (``sensing.simulate.SIMULATORS``)
 ``ambisense.commands``        a CLI subcommand (``agent.commands.COMMANDS``)
+``ambisense.plotters``        a modality's default plot (``sensing.plot.PLOTTERS``)
 ============================  ==========================================================
 
 A plug-in that fails to import is reported (logged once, and listed in

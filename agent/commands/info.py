@@ -12,7 +12,8 @@ from agent.commands.base import COMMANDS, Command
 def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("captures", nargs="*", metavar="CAPTURE")
     p.add_argument("--json", action="store_true", help="one JSON object per capture")
-    p.add_argument("--formats", action="store_true", help="list the supported capture formats")
+    p.add_argument("--formats", action="store_true", help="list the supported capture formats (modality; \"plot\": "
+                        "`ambisense plot` has a default plot for it)")
     p.add_argument("--pipelines", action="store_true",
                    help="list the detector pipelines: what they accept and emit, their "
                         "options with types, units and defaults (with --json: one JSON "
@@ -25,8 +26,11 @@ def _run(args: argparse.Namespace) -> int:
     from sensing.formats import FORMATS, open_capture
 
     if args.formats:
+        from sensing.plot import PLOTTERS  # plotters import no matplotlib
+
         for name, cls in FORMATS.items():
-            print(f"{name:<16} {cls.modality:<9} {cls.description}")
+            plot = "plot" if cls.modality in PLOTTERS else "-"
+            print(f"{name:<16} {cls.modality:<9} {plot:<4} {cls.description}")
     if args.pipelines:
         from agent.reference import pipeline_catalog, pipelines_text
 

@@ -72,6 +72,12 @@ class Pipeline(ABC):
         """End of stream: return detections still pending."""
         return []
 
+    def models(self) -> list[dict[str, Any]]:
+        """The models this pipeline runs (``OnnxModel.summary()`` of each), for reports;
+        by default the ``model`` attribute when a pipeline has one."""
+        model = getattr(self, "model", None)
+        return [model.summary()] if hasattr(model, "summary") else []
+
     def quiet_reason(self) -> str | None:
         """Why this pipeline has emitted nothing so far, in a few words for a person
         (``"capture shorter than the 30 s window"``, ``"no breathing found"``), or None
