@@ -27,13 +27,14 @@ _NOT_FORMATS = ("base", "containers")
 
 def _load_all() -> None:
     """Import every format module (or format subpackage) of this package so that its
-    readers register themselves."""
+    readers register themselves (on the first lookup of :data:`FORMATS`, so importing one
+    reader, e.g. for its writer, does not import them all)."""
     for mod in pkgutil.iter_modules(__path__):
         if mod.name not in _NOT_FORMATS and not mod.name.startswith("_"):
             importlib.import_module(f"{__name__}.{mod.name}")
 
 
-_load_all()
+FORMATS.set_loader(_load_all)
 
 
 def detect_format(path: str | os.PathLike) -> type[CaptureReader]:

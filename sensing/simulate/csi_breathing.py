@@ -37,8 +37,6 @@ import numpy as np
 from pydantic import field_validator
 
 from sensing.formats.esp32_csi import format_csi_line, lltf20_buffer_index
-from sensing.formats.intel5300 import SUBCARRIERS_20MHZ, Intel5300Writer
-from sensing.formats.nexmon_pcap import NexmonPcapWriter
 from sensing.frames import Frames
 from sensing.params import OptionError, Params, param
 from sensing.simulate import radio, simulator, write_truth
@@ -514,6 +512,8 @@ def _write_esp32(scene: Scene, fh: BinaryIO, *, layout: str) -> None:
 
 
 def _write_intel5300(scene: Scene, fh: BinaryIO, *, layout: str) -> None:
+    from sensing.formats.intel5300 import SUBCARRIERS_20MHZ, Intel5300Writer
+
     w = Intel5300Writer(fh)
     groups = SUBCARRIERS_20MHZ - SUBCARRIERS[0]
     for start, q, rssi in scene.blocks():
@@ -527,6 +527,8 @@ _NEXMON_SCALE = 16
 
 def _write_nexmon(scene: Scene, fh: BinaryIO, *, layout: str) -> None:
     p = scene.p
+    from sensing.formats.nexmon_pcap import NexmonPcapWriter
+
     w = NexmonPcapWriter(fh, chip="bcm4339" if p.n_rx > 1 else "bcm43455c0",
                          channel=p.channel)
     for start, q, rssi in scene.blocks():
