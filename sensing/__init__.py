@@ -1,6 +1,8 @@
 """ambisense.sensing: streaming signal processing for contact-free health sensing.
 
-This package is a library: it never imports :mod:`agent`. A capture is read as a
+This package is a library: its signal processing never imports :mod:`agent`. A modality
+folder's plug-in modules (``sensing/<modality>/pipelines.py``, ``commands.py``) are the
+exception: they plug the modality into the agent, as an outside plug-in would. A capture is read as a
 stream of :class:`~sensing.frames.Frames` chunks by a registered format reader
 (:func:`sensing.formats.open_capture`), turned into features by streaming
 extractors and into :class:`~sensing.detections.Detection` objects by detectors

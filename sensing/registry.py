@@ -5,7 +5,10 @@ fills itself on first lookup, lazily (importing a package never imports every en
 dependencies), from two places that work the same way:
 
 * the project's own modules: every module of the package that owns the extension point
-  (``package=``), and
+  (``package=``), and the plug-in module named ``folder=`` (``formats``, ``pipelines`` …,
+  a module or a package of modules) of every **modality folder** ``sensing/<modality>/``,
+  so that a new modality is one new folder and nothing else
+  (:func:`modality_folder_modules`), and
 * third-party plug-ins: the Python **entry points** of the registry's group (``group=``,
   e.g. ``ambisense.pipelines``). An entry point names a module, which is imported so that
   its decorators run, or an object, which is registered under the entry point's name.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
@@ -63,6 +67,40 @@ def import_package_modules(package: str, skip: tuple[str, ...] = ("base",)) -> d
     return broken
 
 
+def modality_folder_modules(module: str) -> list[str]:
+    """Dotted names of the ``module`` plug-in modules of the modality folders.
+
+    A modality folder is a subpackage ``sensing/<modality>/``; its plug-in module for an
+    extension point is ``sensing/<modality>/<module>.py``, or a package
+    ``sensing/<modality>/<module>/`` whose every module is returned too. Found from the
+    file system, without importing anything.
+
+    Parameters
+    ----------
+    module : str
+        ``"formats"``, ``"sources"``, ``"pipelines"``, ``"simulators"``, ``"plotters"``,
+        ``"commands"`` or ``"evaluations"``.
+    """
+    import sensing
+
+    out: list[str] = []
+    for base in sensing.__path__:
+        for folder in pkgutil.iter_modules([base]):
+            if not folder.ispkg or folder.name.startswith("_"):
+                continue
+            where = os.path.join(base, folder.name)
+            for sub in pkgutil.iter_modules([where]):
+                if sub.name != module:
+                    continue
+                dotted = f"sensing.{folder.name}.{module}"
+                out.append(dotted)
+                if sub.ispkg:
+                    out.extend(f"{dotted}.{m.name}"
+                               for m in pkgutil.iter_modules([os.path.join(where, module)])
+                               if not m.name.startswith("_"))
+    return sorted(out)
+
+
 class Registry(Generic[T]):
     """Name → entry mapping filled by a decorator in the module that defines the entry.
 
@@ -76,16 +114,21 @@ class Registry(Generic[T]):
         Import every module of this package on first lookup (the project's own entries).
     group : str, optional
         Entry-point group of third-party plug-ins (``"ambisense.pipelines"``).
+    folder : str, optional
+        Name of this extension point's plug-in module in each modality folder
+        ``sensing/<modality>/`` (``"pipelines"``: ``sensing/acoustic/pipelines.py``).
     """
 
     def __init__(self, kind: str, loader: Callable[[], None] | None = None, *,
-                 package: str | None = None, group: str | None = None) -> None:
+                 package: str | None = None, group: str | None = None,
+                 folder: str | None = None) -> None:
         self.kind = kind
         self.group = group
         self._entries: dict[str, T] = {}
         self._origin: dict[str, str] = {}
         self._loader = loader
         self._package = package
+        self._folder = folder
         self._loaded = False
         #: Plug-ins that could not be loaded: entry-point name → reason.
         self.broken: dict[str, str] = {}
@@ -103,6 +146,8 @@ class Registry(Generic[T]):
             loader()
         if self._package is not None:
             self.broken.update(import_package_modules(self._package))
+        if self._folder is not None:
+            self._load_folders()
         if self.group is not None:
             self._load_entry_points()
 
@@ -124,6 +169,14 @@ class Registry(Generic[T]):
                 self.broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
                 log.warning("%s plug-in %r (%s) not loaded: %s: %s", self.kind, ep.name,
                             ep.value, type(exc).__name__, exc)
+
+    def _load_folders(self) -> None:
+        for dotted in modality_folder_modules(self._folder or ""):
+            try:
+                importlib.import_module(dotted)
+            except ImportError as exc:  # a missing optional dependency: left out
+                self.broken[dotted] = f"{type(exc).__name__}: {exc}"
+                log.warning("%s not loaded: %s", dotted, exc)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name`` (names are unique)."""
@@ -166,7 +219,8 @@ class Registry(Generic[T]):
             raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def origin(self, name: str) -> str:
-        """``"built-in"`` or ``"plug-in <entry point>"``."""
+        """``"built-in"`` (the project's own, modality folders included) or ``"plug-in
+        <entry point>"``."""
         self._load()
         return self._origin.get(name, "built-in")
 

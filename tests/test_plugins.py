@@ -112,3 +112,35 @@ def test_agent_config_uses_the_plugin_source_and_sink(plugin_env, tmp_path):
             in out.stderr)
     assert ('agent.toml: sinks: unknown key "tyo"; expected one of: console, jsonl_file, toy'
             in out.stderr)
+
+
+def test_a_modality_folder_plugs_in_by_itself(tmp_path, monkeypatch):
+    """A new ``sensing/<modality>/`` folder's plug-in modules (``formats.py``, or a
+    ``pipelines/`` package of modules) fill the registries with no other file changed;
+    one whose optional dependency is missing is listed as broken, not fatal."""
+    import types
+
+    import sensing
+    from sensing.registry import Registry, modality_folder_modules
+
+    reg: Registry[object] = Registry("thing", folder="pipelines")
+    holder = types.ModuleType("_toy_registry")
+    holder.REG = reg  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "_toy_registry", holder)
+    folder = tmp_path / "toymodality"
+    (folder / "pipelines").mkdir(parents=True)
+    (folder / "__init__.py").write_text("")
+    (folder / "pipelines" / "__init__.py").write_text("")
+    (folder / "pipelines" / "one.py").write_text(
+        "from _toy_registry import REG\nREG.register('toy_one')(object)\n")
+    (folder / "pipelines" / "two.py").write_text("import not_installed_anywhere\n")
+    (folder / "formats.py").write_text("raise RuntimeError('not a pipelines module')\n")
+    monkeypatch.setattr(sensing, "__path__", [*sensing.__path__, str(tmp_path)])
+    for name in [m for m in sys.modules if m.startswith("sensing.toymodality")]:
+        monkeypatch.delitem(sys.modules, name)
+
+    assert {"sensing.toymodality.pipelines", "sensing.toymodality.pipelines.one",
+            "sensing.toymodality.pipelines.two"} <= set(modality_folder_modules("pipelines"))
+    assert reg.names() == ["toy_one"]
+    assert reg.origin("toy_one") == "built-in"
+    assert "not_installed_anywhere" in reg.broken["sensing.toymodality.pipelines.two"]

@@ -18,4 +18,5 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
-COMMANDS: Registry[Command] = Registry("command", group="ambisense.commands")
+COMMANDS: Registry[Command] = Registry("command", group="ambisense.commands",
+                                       folder="commands")

@@ -51,7 +51,7 @@ class Evaluation:
 
 
 #: Registered sub-evaluations (``ambisense eval NAME``).
-EVALUATIONS: Registry[Evaluation] = Registry("evaluation")
+EVALUATIONS: Registry[Evaluation] = Registry("evaluation", folder="evaluations")
 
 
 @dataclass

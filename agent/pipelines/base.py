@@ -94,7 +94,7 @@ class Pipeline(ABC):
 
 #: Registered pipelines: name → class.
 PIPELINES: Registry[type[Pipeline]] = Registry("pipeline", package="agent.pipelines",
-                                              group="ambisense.pipelines")
+                                              group="ambisense.pipelines", folder="pipelines")
 
 
 def pipelines_for(modality: str, names: list[str] | None = None) -> list[type[Pipeline]]:

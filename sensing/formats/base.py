@@ -14,7 +14,8 @@ from sensing.frames import Frames
 from sensing.registry import Registry
 
 #: Registered capture formats: name → reader class. Filled by ``@FORMATS.register``.
-FORMATS: Registry[type[CaptureReader]] = Registry("format", group="ambisense.formats")
+FORMATS: Registry[type[CaptureReader]] = Registry("format", group="ambisense.formats",
+                                                 folder="formats")
 
 #: Bytes read from the start of a file to detect its format.
 SNIFF_BYTES = 8192

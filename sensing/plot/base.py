@@ -378,7 +378,7 @@ class Plotter:
 #: Registered plotters: modality → :class:`Plotter` subclass (one module of
 #: ``sensing/plot/`` per modality; plug-ins through the ``ambisense.plotters`` group).
 PLOTTERS: Registry[type[Plotter]] = Registry("plotter", package="sensing.plot",
-                                             group="ambisense.plotters")
+                                             group="ambisense.plotters", folder="plotters")
 
 
 # ------------------------------------------------------------------------------ events

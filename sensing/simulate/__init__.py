@@ -32,7 +32,7 @@ def _load_all() -> None:
 
 
 SIMULATORS: Registry[Callable[..., dict[str, Any]]] = Registry(
-    "simulator", loader=_load_all, group="ambisense.simulators")
+    "simulator", loader=_load_all, group="ambisense.simulators", folder="simulators")
 
 F = TypeVar("F", bound=Callable[..., dict[str, Any]])
 

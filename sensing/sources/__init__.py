@@ -45,4 +45,4 @@ class SourceType(Protocol):
 
 #: Registered source types: config ``type`` → source class.
 SOURCES: Registry[Any] = Registry("source type", package="sensing.sources",
-                                  group="ambisense.sources")
+                                  group="ambisense.sources", folder="sources")
