@@ -4,8 +4,9 @@ One retained config per (device, event type) under
 ``<discovery_prefix>/<component>/<unique_id>/config`` with ``unique_id =
 ambisense_<device>_<type>``. Readings become ``sensor`` entities; occurrences (fall,
 seizure …) and states (presence, motion) become ``binary_sensor`` entities with a
-``device_class``. Event types not listed here get no entity (their topics are still
-published).
+``device_class``. A pipeline declares the entities of its own event types in
+:attr:`agent.pipelines.Pipeline.home_assistant` (so a new modality's folder needs no change
+here); event types that no one describes get no entity (their topics are still published).
 """
 
 from __future__ import annotations
@@ -41,6 +42,23 @@ BINARY_SENSORS: dict[str, dict[str, Any]] = {
 }
 
 
+def pipeline_entities() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Event type → (``"sensor"`` or ``"binary_sensor"``, extra config), as the registered
+    pipelines declare them in ``home_assistant`` (the ``component`` key chooses; a binary
+    sensor's default ``value_template`` follows the event value)."""
+    from agent.pipelines import PIPELINES
+
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for _name, cls in PIPELINES.items():
+        for typ, hint in getattr(cls, "home_assistant", {}).items():
+            hint = dict(hint)
+            component = hint.pop("component", "sensor")
+            if component == "binary_sensor":
+                hint.setdefault("value_template", _ON_TRUTHY)
+            out.setdefault(typ, (component, hint))
+    return out
+
+
 def discovery_configs(
     prefix: str, device: str, event_type: str, discovery_prefix: str = "homeassistant"
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -57,12 +75,15 @@ def discovery_configs(
     discovery_prefix : str
         Home Assistant discovery prefix.
     """
-    if event_type in SENSORS:
-        component, extra = "sensor", {"value_template": "{{ value_json.value }}",
-                                      **SENSORS[event_type]}
-    elif event_type in BINARY_SENSORS:
+    declared = pipeline_entities().get(event_type)
+    if event_type in SENSORS or (declared and declared[0] == "sensor"):
+        component = "sensor"
+        extra = {"value_template": "{{ value_json.value }}",
+                 **(SENSORS.get(event_type) or declared[1])}  # type: ignore[index]
+    elif event_type in BINARY_SENSORS or (declared and declared[0] == "binary_sensor"):
         component = "binary_sensor"
-        extra = {"payload_on": "ON", "payload_off": "OFF", **BINARY_SENSORS[event_type]}
+        extra = {"payload_on": "ON", "payload_off": "OFF",
+                 **(BINARY_SENSORS.get(event_type) or declared[1])}  # type: ignore[index]
     else:
         return []
     unique_id = f"ambisense_{device}_{event_type}"

@@ -38,6 +38,11 @@ class Pipeline(ABC):
     name: ClassVar[str] = ""
     Params: ClassVar[type[Params]] = NoParams
     modalities: ClassVar[tuple[str, ...]] = ()
+    #: Home Assistant entities of this pipeline's event types (MQTT discovery): event type
+    #: → discovery config keys, with ``component`` ``"sensor"`` (a reading: add
+    #: ``unit_of_measurement`` …) or ``"binary_sensor"`` (a state or an alert: add
+    #: ``device_class``, ``off_delay`` for occurrences, ``value_template``).
+    home_assistant: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     default: ClassVar[bool] = True
     event_types: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
