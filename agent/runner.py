@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.events import Event, EventFactory
 from agent.pipelines import Pipeline, pipelines_for
@@ -55,6 +56,7 @@ def run_stream(
     realtime: bool = False,
     on_chunk: Callable[[Frames], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    run_context: dict[str, Any] | None = None,
 ) -> StreamStats:
     """Run ``pipelines`` over a stream of chunks and emit their events to ``sinks``.
 
@@ -74,11 +76,14 @@ def run_stream(
         Called after each chunk (progress display, counters).
     stop : callable, optional
         Polled between chunks; when it returns True the stream ends (pipelines are flushed).
+    run_context : dict, optional
+        State shared by the pipelines of every stream of the run
+        (:attr:`agent.pipelines.Pipeline.run_context`); default: this stream's own.
     """
     stats = StreamStats(source=source, pipelines=[p.name for p in pipelines])
     shared = SharedStages()  # analyses several pipelines need, run once per chunk
     for pipe in pipelines:
-        pipe.bind(shared)
+        pipe.bind(shared, run_context)
     factory: EventFactory | None = None
     first_s: float | None = None
     wall0 = time.perf_counter()
@@ -155,6 +160,22 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def replay_order(paths: Sequence[str], reader_options: dict | None = None) -> list[str]:
+    """``paths`` with the captures whose reader says they must go first
+    (:meth:`sensing.formats.CaptureReader.replay_first`: a calibration recording that the
+    others of its site rely on) moved to the front; the order is otherwise kept. A capture
+    that cannot be opened keeps its place (replay reports it)."""
+    def first(path: str) -> bool:
+        try:
+            return bool(open_capture(path, **(reader_options or {})).replay_first())
+        except Exception:  # noqa: BLE001 - reported when the capture is replayed
+            return False
+
+    flags = [first(p) for p in paths]
+    pairs = list(zip(paths, flags, strict=True))
+    return [p for p, f in pairs if f] + [p for p, f in pairs if not f]
+
+
 def replay_capture(
     path: str,
     sinks: Sequence[Sink],
@@ -164,6 +185,7 @@ def replay_capture(
     realtime: bool = False,
     progress: bool | None = None,
     reader_options: dict | None = None,
+    run_context: dict[str, Any] | None = None,
 ) -> StreamStats:
     """Replay one recorded capture through the pipelines that apply to it.
 
@@ -173,6 +195,9 @@ def replay_capture(
         The file is not a known capture format.
     ValueError
         ``pipeline_names`` given but none of them accepts the capture's modality.
+
+    ``run_context`` is the state shared by the pipelines of every capture of one run
+    (:attr:`agent.pipelines.Pipeline.run_context`).
     """
     reader = open_capture(path, **(reader_options or {}))
     classes = pipelines_for(reader.modality, pipeline_names)
@@ -184,7 +209,8 @@ def replay_capture(
     pipes = [cls(**opts.get(cls.name, {})) for cls in classes]
     bar = Progress(path, reader, progress)
     stats = run_stream(
-        reader.chunks(), pipes, sinks, source=reader.source, realtime=realtime, on_chunk=bar
+        reader.chunks(), pipes, sinks, source=reader.source, realtime=realtime, on_chunk=bar,
+        run_context=run_context,
     )
     bar.done()
     stats.modality = reader.modality

@@ -199,16 +199,16 @@ class GuardedPipeline(Pipeline):
         self.inner: Pipeline | None = None
         self._create()
 
-    def bind(self, shared: SharedStages) -> None:
-        super().bind(shared)
+    def bind(self, shared: SharedStages, run_context: dict[str, Any] | None = None) -> None:
+        super().bind(shared, run_context)
         if self.inner is not None:
-            self.inner.bind(shared)
+            self.inner.bind(shared, self.run_context)
 
     def _create(self) -> None:
         try:
             self.inner = self.cls(**self.options)
             if self.shared is not None:
-                self.inner.bind(self.shared)
+                self.inner.bind(self.shared, self.run_context)
             self.stats.state = "running"
         except Exception as exc:  # noqa: BLE001
             self._failed("could not be created", exc)
@@ -291,6 +291,9 @@ class StreamWorker:
         self.stop = stop
         self.stats = SourceStats()
         self.pipes = [GuardedPipeline(c, o, spec.restart, spec.name) for c, o in spec.pipelines]
+        #: State shared by the pipelines of every stream of the agent (the supervisor
+        #: gives all its workers one dict: :attr:`agent.pipelines.Pipeline.run_context`).
+        self.run_context: dict[str, Any] = {}
         self.queue: queue.Queue = queue.Queue(maxsize=spec.queue_chunks)
         self._source: Any = None
         self._rejects_done = 0
@@ -431,7 +434,8 @@ class StreamWorker:
 
     def _process(self) -> None:
         try:
-            run_stream(self._chunks(), self.pipes, [self.sink], source=self.spec.name)
+            run_stream(self._chunks(), self.pipes, [self.sink], source=self.spec.name,
+                       run_context=self.run_context)
         except Exception:  # noqa: BLE001 - pipelines are guarded; this is a bug elsewhere
             log.exception("%s: stream processing crashed", self.spec.name)
             self.stats.state = "failed"
@@ -467,6 +471,9 @@ class Supervisor:
         self.stop = stop if stop is not None else threading.Event()
         self.fanout = SinkFanout(sinks)
         self.workers = [StreamWorker(s, self.fanout, self.stop) for s in specs]
+        run_context: dict[str, Any] = {}
+        for worker in self.workers:
+            worker.run_context = run_context
         self._t0 = time.monotonic()
         self._cpu0 = self._cpu_s()
         self._prev: dict[str, dict[str, Any]] = {}

@@ -88,7 +88,7 @@ def _why_nothing(path: str, stats: Any) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from agent.runner import replay_capture
+    from agent.runner import replay_capture, replay_order
     from agent.sinks import open_sinks
     from sensing.errors import AmbisenseError
 
@@ -108,12 +108,14 @@ def _run(args: argparse.Namespace) -> int:
 
         sinks.append(SINKS.get("mqtt").from_url(args.mqtt))
     failed = 0
+    run_context: dict[str, Any] = {}  # shared by the pipelines of every capture of this run
     try:
-        for path in args.captures:
+        for path in replay_order(args.captures):
             try:
                 stats = replay_capture(
                     path, sinks, pipeline_names=args.pipeline, pipeline_options=options,
                     realtime=args.realtime, progress=False if args.no_progress else None,
+                    run_context=run_context,
                 )
             except (AmbisenseError, OSError, ValueError) as exc:  # go on with the others
                 print(f"ambisense replay: error: {exc}", file=sys.stderr)

@@ -51,6 +51,11 @@ class Pipeline(ABC):
         self.params = self.Params.build(params, options, where=self.name)
         #: The stream's shared analyses, once :meth:`bind` has been called.
         self.shared: SharedStages | None = None
+        #: State shared by every pipeline of every stream of one run (one ``ambisense
+        #: replay`` invocation, or one agent process), e.g. a calibration that one capture
+        #: measures and the others of the same site use. Empty when the pipeline runs on
+        #: its own; a pipeline keeps its entries under a key named after itself.
+        self.run_context: dict[str, Any] = {}
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any] | None) -> Params:
@@ -63,11 +68,13 @@ class Pipeline(ABC):
         """
         return cls.Params.from_options(options, where=cls.name)
 
-    def bind(self, shared: SharedStages) -> None:
-        """Join the stream's shared analyses (:mod:`agent.pipelines.shared`); called by
-        :func:`agent.runner.run_stream` before the first chunk. Without it a pipeline runs
-        every analysis itself."""
+    def bind(self, shared: SharedStages, run_context: dict[str, Any] | None = None) -> None:
+        """Join the stream's shared analyses (:mod:`agent.pipelines.shared`) and the run's
+        shared state (:attr:`run_context`); called by :func:`agent.runner.run_stream`
+        before the first chunk. Without it a pipeline runs every analysis itself."""
         self.shared = shared
+        if run_context is not None:
+            self.run_context = run_context
 
     @abstractmethod
     def push(self, frames: Frames) -> list[Detection]:

@@ -67,6 +67,13 @@ class CaptureReader(ABC):
     def __iter__(self) -> Iterator[Frames]:
         return self.chunks()
 
+    def replay_first(self) -> bool:
+        """Whether ``ambisense replay`` should process this capture before the others of
+        the run (a calibration recording whose measurement the others use, e.g. a LoRa
+        soil recording with a reference water content). A cheap header check; default
+        False."""
+        return False
+
     def info(self) -> dict[str, Any]:
         """Read the whole capture once and summarise it (streaming, bounded memory).
 
