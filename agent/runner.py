@@ -165,15 +165,20 @@ def replay_order(paths: Sequence[str], reader_options: dict | None = None) -> li
     (:meth:`sensing.formats.CaptureReader.replay_first`: a calibration recording that the
     others of its site rely on) moved to the front; the order is otherwise kept. A capture
     that cannot be opened keeps its place (replay reports it)."""
+    first = replay_first_flags(paths, reader_options)
+    return [p for p, f in zip(paths, first, strict=True) if f] + [
+        p for p, f in zip(paths, first, strict=True) if not f]
+
+
+def replay_first_flags(paths: Sequence[str], reader_options: dict | None = None) -> list[bool]:
+    """For each capture, whether its reader asks to be replayed before the others."""
     def first(path: str) -> bool:
         try:
             return bool(open_capture(path, **(reader_options or {})).replay_first())
         except Exception:  # noqa: BLE001 - reported when the capture is replayed
             return False
 
-    flags = [first(p) for p in paths]
-    pairs = list(zip(paths, flags, strict=True))
-    return [p for p, f in pairs if f] + [p for p, f in pairs if not f]
+    return [first(p) for p in paths]
 
 
 def replay_capture(

@@ -30,7 +30,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,30 +76,80 @@ def _key(name: str) -> str:
 
 def read_jsonl(path: str, kinds: tuple[str, ...] = ("seizure",)) -> dict[str, Recording]:
     """Seizure events of an ``ambisense replay --jsonl`` output, per source."""
+    def events():
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    ev = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise CaptureFormatError(path, f"line {n}", "one JSON event per line",
+                                             f"invalid JSON ({exc.msg})") from None
+                yield f"line {n}", ev, line
+
+    return recordings_from_events(events(), path, kinds)
+
+
+def recordings_from_events(events: Iterable[tuple[str, Any, str]], path: str,
+                           kinds: tuple[str, ...] = ("seizure",)) -> dict[str, Recording]:
+    """Seizure events per source from ``(where, event dict, raw text)`` triples (a JSON
+    Lines file's lines, or the events of captures replayed here)."""
     out: dict[str, Recording] = {}
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CaptureFormatError(path, f"line {n}", "one JSON event per line",
-                                         f"invalid JSON ({exc.msg})") from None
-            if not isinstance(ev, dict) or "type" not in ev or "offset_s" not in ev:
-                raise CaptureFormatError(path, f"line {n}", "an ambisense.event/1 object with "
-                                         "'type' and 'offset_s'", repr(line[:60]))
-            src = _key(ev.get("source", "")) or _key(path)
-            rec = out.setdefault(src, Recording(src))
-            if ev["type"] not in kinds:
-                continue
-            if "duration_s" not in ev:
-                raise CaptureFormatError(path, f"line {n}", "a seizure event with 'duration_s'",
-                                         repr(line[:80]))
-            on = float(ev["offset_s"])
-            det = ev.get("detected_at_s")
-            rec.events.append((on, on + float(ev["duration_s"]),
-                               None if det is None else float(det)))
+    for where, ev, line in events:
+        if not isinstance(ev, dict) or "type" not in ev or "offset_s" not in ev:
+            raise CaptureFormatError(path, where, "an ambisense.event/1 object with "
+                                     "'type' and 'offset_s'", repr(line[:60]))
+        src = _key(ev.get("source", "")) or _key(path)
+        rec = out.setdefault(src, Recording(src))
+        if ev["type"] not in kinds:
+            continue
+        if "duration_s" not in ev:
+            raise CaptureFormatError(path, where, "a seizure event with 'duration_s'",
+                                     repr(line[:80]))
+        on = float(ev["offset_s"])
+        det = ev.get("detected_at_s")
+        rec.events.append((on, on + float(ev["duration_s"]),
+                           None if det is None else float(det)))
+    return out
+
+
+def replayed_recordings(captures: list[str], *, workers: int | None, scheduler: str | None,
+                        kinds: tuple[str, ...] = ("seizure",)) -> dict[str, Recording]:
+    """Replay ``captures`` (in parallel on Dask with ``workers``/``scheduler``, see
+    :mod:`agent.parallel`) and gather their events per recording; a capture that fails is
+    reported on stderr and counts as "nothing detected".
+
+    Raises
+    ------
+    ValueError
+        Every capture failed.
+    """
+    if workers or scheduler:
+        from agent.parallel import replay_parallel
+
+        def progress(done: int, total: int, res: Any) -> None:
+            what = f"error: {res.error}" if res.error else f"{len(res.events)} events"
+            print(f"[{done}/{total}] {res.path}: {what}", file=sys.stderr)
+
+        results = replay_parallel(captures, workers=workers, scheduler=scheduler,
+                                  progress=progress)
+    else:
+        from agent.parallel import replay_one
+
+        results = (replay_one(p) for p in captures)
+    out: dict[str, Recording] = {}
+    failed = 0
+    for res in results:
+        if res.error is not None:
+            print(f"ambisense eval: {res.path}: {res.error}", file=sys.stderr)
+            failed += 1
+        out.setdefault(_key(res.path), Recording(_key(res.path)))
+        evs = ((f"event {i + 1}", ev.to_dict(), ev.to_json()) for i, ev in enumerate(res.events))
+        for name, rec in recordings_from_events(evs, res.path, kinds).items():
+            out.setdefault(name, Recording(name)).events.extend(rec.events)
+    if captures and failed == len(captures):
+        raise ValueError("no capture could be replayed")
     return out
 
 
@@ -248,10 +298,18 @@ def _fmt(v: Any, pct: bool = False) -> str:
 
 
 def _seizure_configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ref", required=True, metavar="FILE",
-                   help="reference: .csv labels, .truth.json, .edf annotations, CHB-MIT summary")
-    p.add_argument("--hyp", required=True, metavar="FILE",
-                   help="hypothesis: `ambisense replay --jsonl` output, or any reference format")
+    p.add_argument("--ref", action="append", metavar="FILE",
+                   help="reference: .csv labels, .truth.json, .edf annotations, CHB-MIT summary "
+                        "(repeatable); with --captures default: each capture's .truth.json")
+    hyp = p.add_mutually_exclusive_group(required=True)
+    hyp.add_argument("--hyp", metavar="FILE",
+                     help="hypothesis: `ambisense replay --jsonl` output, or any reference format")
+    hyp.add_argument("--captures", nargs="+", metavar="CAPTURE",
+                     help="replay these captures here and score their events")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --captures: replay them on a local Dask cluster of N processes")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --captures: replay them on an existing Dask cluster")
     p.add_argument("--duration", type=float, metavar="S",
                    help="recording length in s when the reference does not give it")
     p.add_argument("--label", default=DEFAULT_LABEL,
@@ -261,8 +319,24 @@ def _seizure_configure(p: argparse.ArgumentParser) -> None:
 
 
 def _seizure_run(args: argparse.Namespace) -> int:
-    ref = read_seizures(args.ref, args.label)
-    hyp = read_seizures(args.hyp, args.label)
+    if (args.workers or args.scheduler) and not args.captures:
+        raise ValueError("--workers/--scheduler need --captures")
+    refs = args.ref or []
+    if not refs and args.captures:
+        refs = [c + ".truth.json" for c in args.captures]
+    if not refs:
+        raise ValueError("--ref is required with --hyp")
+    ref: dict[str, Recording] = {}
+    for path in refs:
+        ref.update(read_seizures(path, args.label))
+    if args.captures:
+        try:
+            hyp = replayed_recordings(args.captures, workers=args.workers,
+                                      scheduler=args.scheduler)
+        except RuntimeError as exc:  # Dask missing, scheduler unreachable
+            raise ValueError(str(exc)) from None
+    else:
+        hyp = read_seizures(args.hyp, args.label)
     res = evaluate_seizures(pair_recordings(ref, hyp), args.duration)
     if not args.per_recording:
         res.pop("per_recording")
