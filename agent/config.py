@@ -49,7 +49,7 @@ else:  # pragma: no cover
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 #: Files in a replay directory that are not captures.
-NOT_CAPTURES = ("*.truth.json", "README*", "*.md", ".*")
+NOT_CAPTURES = ("*.truth.json", "*.wav.json", "README*", "*.md", ".*")
 
 
 class ConfigError(AmbisenseError):
@@ -571,6 +571,23 @@ INLINE_SECRETS = {
 }
 
 
+def warn_if_exposed(key: str, path: str | os.PathLike) -> str | None:
+    """Warn (log, and return the message) when a secret file is accessible to other users
+    (any "other" permission bit); None when it is private enough or cannot be stat'ed."""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        return None
+    if not mode & 0o007:
+        return None
+    msg = (f"{key}: {os.fspath(path)} holds a secret but is accessible to other users "
+           f"(mode {mode:04o}); make it private: chmod 0600 (or 0640 with group ambisense)")
+    import logging
+
+    logging.getLogger("ambisense.config").warning("%s", msg)
+    return msg
+
+
 def mqtt_settings(
     table: dict[str, Any], *, base_dir: str, env: typing.Mapping[str, str],
 ) -> tuple[Any, list[str], dict[str, str]]:
@@ -622,6 +639,7 @@ def mqtt_settings(
             with open(settings.password_file, encoding="utf-8"):
                 pass
             found["mqtt.password"] = f"file {settings.password_file}"
+            warn_if_exposed("mqtt.password_file", settings.password_file)
         except OSError as exc:
             issues.append(f"mqtt.password_file: expected a readable file holding the password, "
                           f"got {json.dumps(str(settings.password_file))} "
@@ -635,6 +653,8 @@ def mqtt_settings(
                           f"got it unset")
     elif settings.password_env and settings.password_env in env:
         found["mqtt.password"] = f"env {settings.password_env}"
+    if settings.tls is not None and settings.tls.keyfile is not None:
+        warn_if_exposed("mqtt.tls.keyfile", settings.tls.keyfile)
     key_env = settings.tls.keyfile_password_env if settings.tls is not None else None
     if key_env:
         if key_env in env:
@@ -652,7 +672,8 @@ def mqtt_settings(
 
 def expand_replay(path: str) -> list[str]:
     """Capture files named by a replay ``path``: the file, every capture in a directory,
-    or the matches of a glob (sorted; ground-truth sidecars and READMEs skipped)."""
+    or the matches of a glob (sorted; ground-truth and probe sidecars, READMEs and the
+    data half of a SigMF pair skipped)."""
     if any(c in path for c in "*?["):
         files = sorted(glob.glob(path))
     elif os.path.isdir(path):
@@ -664,6 +685,8 @@ def expand_replay(path: str) -> list[str]:
         base = os.path.basename(f)
         if not os.path.isfile(f) or any(Path(base).match(pat) for pat in NOT_CAPTURES):
             continue
+        if f.endswith(".sigmf-data") and os.path.isfile(f[: -len("data")] + "meta"):
+            continue  # one SigMF recording = its .sigmf-meta (which names the data file)
         out.append(f)
     return out
 

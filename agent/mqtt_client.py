@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import ssl
@@ -12,6 +13,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.mqtt_settings import MqttSettings
+
+log = logging.getLogger("ambisense.mqtt")
 
 #: CONNACK reason codes that mean "your credentials are wrong" (MQTT 5 and 3.1.1 values).
 AUTH_FAILURES = frozenset({4, 5, 0x86, 0x87, 0x8C})
@@ -50,6 +53,9 @@ def new_client(settings: MqttSettings, client_id: str | None = None) -> mqtt.Cli
             cert_reqs=ssl.CERT_REQUIRED,
         )
         if t.insecure:
+            log.warning("TLS host name verification is OFF for %s (mqtt.tls.insecure = "
+                        "true): any server holding a certificate from the CA can pose as "
+                        "the broker; use it for testing only", settings.broker())
             client.tls_insecure_set(True)
     client.connect_timeout = 10.0
     return client

@@ -76,7 +76,7 @@ class TlsSettings(BaseModel):
         None, description="Environment variable holding the passphrase of keyfile, if any.")
     insecure: bool = Field(
         False, description="Skip the broker host name check (testing only; the certificate "
-                           "chain is still verified).")
+                           "chain is still verified; a warning is logged at each start).")
 
     @model_validator(mode="after")
     def _key_needs_cert(self) -> TlsSettings:
@@ -141,9 +141,13 @@ class MqttSettings(BaseModel):
     @field_validator("prefix", "discovery_prefix")
     @classmethod
     def _topic_level(cls, v: str) -> str:
-        if not v or any(c in v for c in "+#\0") or v.startswith("/") or v.endswith("/"):
-            raise ValueError(f"{v!r} is not a usable topic prefix (no wildcards, no "
-                             f"leading/trailing '/')")
+        # one or more non-empty topic levels: no wildcard, no NUL, no empty level (which a
+        # leading, trailing or doubled '/' makes), not the broker's reserved '$' tree
+        if (not v or any(c in v for c in "+#\0") or v.startswith(("/", "$")) or v.endswith("/")
+                or "//" in v or any(not lvl.strip() for lvl in v.split("/"))):
+            raise ValueError(f"{v!r} is not a usable topic prefix (expected one or more "
+                             f"non-empty levels separated by '/', without '+', '#', NUL, a "
+                             f"leading '$' or a leading/trailing/doubled '/')")
         return v
 
     @model_validator(mode="after")

@@ -324,6 +324,16 @@ class StreamWorker:
         return not self._processor.is_alive()
 
     @property
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped for the current source's socket (UDP sources with
+        ``kernel_drops()``), None otherwise."""
+        fn = getattr(self._source, "kernel_drops", None)
+        try:
+            return fn() if callable(fn) else None
+        except Exception:  # noqa: BLE001 - a status figure must never break the status
+            return None
+
+    @property
     def rejects(self) -> int:
         src = self._source
         now = src.rejects.total if src is not None else 0
@@ -540,7 +550,8 @@ class Supervisor:
             ``device``, ``uptime_s``, ``cpu_percent`` (of one core, since the previous
             call), ``rss_mb``, ``threads``, ``events``, ``sink_errors``, ``dropped_events``
             and ``streams``: name → ``type``, ``state``, ``frames``, ``fps``, ``rejects``,
-            ``drops``, ``restarts``, ``last_error`` and ``pipelines``: name → ``frames``,
+            ``drops``, ``restarts``, ``kernel_drops`` (UDP sources: datagrams the kernel
+            dropped, receive buffer full; else None), ``last_error`` and ``pipelines``: name → ``frames``,
             ``fps``, ``events``, ``errors``, ``restarts``, ``drops``, ``load`` (busy share
             of wall time), ``state``.
         """
@@ -574,6 +585,7 @@ class Supervisor:
                     "type": w.spec.kind, "state": s.state, "frames": s.frames,
                     "fps": round((s.frames - prev_frames.get(key, 0)) / dt, 2),
                     "rejects": w.rejects, "drops": s.drops, "restarts": s.restarts,
+                    "kernel_drops": w.kernel_drops,
                     "last_error": s.last_error, "pipelines": pipes,
                 }
             out = {

@@ -1,5 +1,9 @@
 """Parse throughput of the CSI readers, side by side with csiread on the same files.
 
+The same measurement, for every format and every shared file, is the ``parsers`` section
+of ``ambisense bench`` (:mod:`agent.bench.sections.parsers`, whose readers this script
+uses); this script keeps its best-of-N table and the ``--memory`` streaming check.
+
 Usage::
 
     pip install -e .[bench]            # csiread (C-accelerated reference parser)
@@ -35,53 +39,15 @@ DATA = Path(os.environ.get("AMBISENSE_SHARED_DATA", REPO.parent / "shared" / "da
 sys.path.insert(0, str(REPO))  # benchmark this checkout's readers, whatever is installed
 
 
-def _ours(fmt: str, chunk_size: int) -> Callable[[Path], int]:
-    from sensing.formats import FORMATS
+from agent.bench.sections.parsers import clean_esp32, csiread_runner, ours  # noqa: E402
 
-    cls = FORMATS.get(fmt)
-
-    def run(path: Path) -> int:
-        return sum(len(fr) for fr in cls(path, chunk_size=chunk_size).chunks())
-
-    return run
-
-
-def _csiread(kind: str, **kw) -> Callable[[Path], int] | None:
-    try:
-        import csiread
-    except ImportError:
-        return None
-
-    def run(path: Path) -> int:
-        if kind == "intel":
-            r = csiread.Intel(str(path), nrxnum=3, ntxnum=3, if_report=False)
-        elif kind == "nexmon":
-            r = csiread.Nexmon(str(path), if_report=False, **kw)
-        elif kind == "nexmon46":
-            r = csiread.NexmonPull46(str(path), if_report=False, **kw)
-        elif kind == "picoscenes":
-            r = csiread.Picoscenes(str(path), if_report=False, **kw)
-        elif kind == "esp32":
-            r = csiread.ESP32(str(path), if_report=False, maxlen=128)
-        else:
-            raise ValueError(kind)
-        r.read()
-        return len(r.raw) if kind == "picoscenes" else len(r.csi)
-
-    return run
+_ours, _csiread = ours, csiread_runner
 
 
 def _clean_esp32(src: Path, out_dir: Path) -> Path:
     """Header-less copy keeping only lines with 128 values (what csiread.ESP32 accepts)."""
-    out = out_dir / "example_100hz_pitraffic.clean.csv"
-    keep = []
-    for line in src.read_text().splitlines():
-        if line.startswith("CSI_DATA") and line.count("[") == 1:
-            body = line[line.index("[") + 1: line.rindex("]")].split()
-            if len(body) == 128:
-                keep.append(line)
-    out.write_text("\n".join(keep) + "\n")
-    return out
+    out = clean_esp32(src, out_dir)
+    return out.rename(out_dir / "example_100hz_pitraffic.clean.csv")
 
 
 def cases(tmp: Path) -> list[tuple[str, str, Path, Callable | None]]:

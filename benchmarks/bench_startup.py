@@ -1,12 +1,7 @@
 """CLI start-up time: every ``ambisense`` command against ``python -c "import numpy"``.
 
-Each command is started as a new process (``python -m agent.cli CMD --help``, which
-parses the command's arguments and exits: what a user waits for before anything runs),
-``--repeat`` times, interleaved with the numpy baseline; the table shows the median wall
-time of each and its ratio to the baseline. The goal (issue "one plug-in shape") is at
-most 4× the baseline for every command.
-
-Usage::
+A thin wrapper of the ``startup`` section of ``ambisense bench``
+(:mod:`agent.bench.sections.startup`)::
 
     python benchmarks/bench_startup.py               # 15 runs of each
     python benchmarks/bench_startup.py --repeat 5 --json startup.json
@@ -16,36 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
-import time
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def _time(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t
-
-
-def measure(repeat: int) -> dict[str, dict[str, float]]:
-    """Median seconds per command (and the numpy baseline), commands interleaved."""
-    from agent.commands import COMMANDS
-
-    base = [sys.executable, "-c", "import numpy"]
-    cmds = {"(baseline) import numpy": base,
-            "ambisense --help": [sys.executable, "-m", "agent.cli", "--help"]}
-    for name in COMMANDS.names():
-        cmds[f"ambisense {name} --help"] = [sys.executable, "-m", "agent.cli", name, "--help"]
-    runs: dict[str, list[float]] = {k: [] for k in cmds}
-    for cmd in cmds.values():  # warm the file cache
-        _time(cmd)
-    for _ in range(repeat):
-        for key, cmd in cmds.items():
-            runs[key].append(_time(cmd))
-    ref = statistics.median(runs["(baseline) import numpy"])
-    return {k: {"median_s": statistics.median(v), "ratio": statistics.median(v) / ref}
-            for k, v in runs.items()}
+from agent.bench.sections.startup import GOAL_RATIO, measure  # noqa: E402
 
 
 def main() -> int:
@@ -59,7 +30,7 @@ def main() -> int:
     for k, v in res.items():
         print(f"| `{k}` | {v['median_s']:.3f} | {v['ratio']:.2f} |")
     worst = max(v["ratio"] for k, v in res.items() if not k.startswith("(baseline)"))
-    print(f"\nslowest command: {worst:.2f}× the baseline (goal ≤ 4×)")
+    print(f"\nslowest command: {worst:.2f}× the baseline (goal ≤ {GOAL_RATIO:g}×)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(res, fh, indent=2)

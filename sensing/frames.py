@@ -13,7 +13,7 @@ import numpy as np
 #: The built-in modalities; each detector declares which ones it accepts. A new modality
 #: (a plug-in's, or a new ``sensing/<modality>/`` folder) is any other lowercase
 #: identifier: a reader yields it and pipelines name it, nothing here changes.
-MODALITIES = ("wifi_csi", "audio", "eeg", "uwb_cir", "lora_iq")
+MODALITIES = ("wifi_csi", "audio", "eeg", "uwb_cir", "lora_iq", "radar")
 
 _MODALITY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 

@@ -23,6 +23,7 @@ entry-point group             what a plug-in adds
 ``ambisense.simulators``      a simulator (``sensing.simulate.SIMULATORS``)
 ``ambisense.commands``        a CLI subcommand (``agent.commands.COMMANDS``)
 ``ambisense.plotters``        a modality's default plot (``sensing.plot.PLOTTERS``)
+``ambisense.benches``         an ``ambisense bench`` section (``agent.bench.BENCHES``)
 ============================  ==========================================================
 
 A plug-in that fails to import is reported (logged once, and listed in

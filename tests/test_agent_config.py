@@ -64,10 +64,10 @@ CASES = [
      "\\(number"),
     ("unknown-source-type", '[[sources]]\ntype = "zigbee"\n',
      'sources[0].type: unknown source type "zigbee"; expected one of "edf_follow", '
-     '"esp32_serial", "nexmon_udp", "replay"'),
+     '"esp32_serial", "lora_serial", "nexmon_udp", "replay", "sound_card", "uwb_serial"'),
     ("source-type-missing", '[[sources]]\nurl = "/dev/ttyUSB0"\n',
      'sources[0].type: required key is missing; expected one of "edf_follow", "esp32_serial", '
-     '"nexmon_udp", "replay"'),
+     '"lora_serial", "nexmon_udp", "replay", "sound_card", "uwb_serial"'),
     ("bad-name", REPLAY + 'name = "bed room/1"\n',
      '^sources\\[0\\]\\.name: expected a string of letters, digits.*, got "bed room/1"$'),
     ("duplicate-name", REPLAY + 'name = "a"\n' + REPLAY + 'name = "a"\n',

@@ -73,10 +73,20 @@ def test_docs_describe_every_config_key():
     from agent.config import SOURCE_CONFIGS, AgentConfig, AgentSection, RestartPolicy, SinksSection
 
     doc = (REPO / "docs" / "agent.md").read_text()
-    models = [AgentConfig, AgentSection, RestartPolicy, SinksSection, *SOURCE_CONFIGS.values()]
+    docs = {p.name: p.read_text() for p in (REPO / "docs").glob("*.md")}
+
+    def described(k: str, text: str) -> bool:
+        return f"`{k}`" in text or f"`[{k}]`" in text or f"`[[{k}]]`" in text
+
+    models = [AgentConfig, AgentSection, RestartPolicy, SinksSection]
     missing = sorted({f"{m.__name__}.{k}" for m in models for k in m.model_fields
-                      if f"`{k}`" not in doc and f"`[{k}]`" not in doc
-                      and f"`[[{k}]]`" not in doc})
+                      if not described(k, doc)})
+    # a source type is described in agent.md or in its modality's page (the page that
+    # shows its `type = "..."` table), so a new modality's folder brings its own docs
+    for typ, model in SOURCE_CONFIGS.items():
+        pages = [doc] + [t for t in docs.values() if f'type = "{typ}"' in t]
+        missing += [f"{model.__name__}.{k}" for k in model.model_fields
+                    if not any(described(k, t) for t in pages)]
     assert not missing, missing
 
 
@@ -85,6 +95,30 @@ SAMPLES = REPO / "agent" / "samples"
 
 def _truth(name: str) -> dict:
     return json.loads((SAMPLES / f"{name}.truth.json").read_text())
+
+
+def _check_new_modalities(by_source: dict[str, list[dict]]) -> None:
+    """The acoustic, LoRa and UWB/radar samples: what agent/samples/README.md promises."""
+    # acoustic sonar: the one simulated blink, onset within 0.2 s
+    (blink,) = [e for e in by_source["acoustic_blink_demo.sigmf-meta"] if e["type"] == "blink"]
+    (ref,) = _truth("acoustic_blink_demo.sigmf-meta")["blinks"]
+    assert abs(blink["offset_s"] - ref["onset_s"]) <= 0.2
+    # LoRa packets: every simulated frame decoded to its payload, CRC valid
+    for name in ("lora_packets_sf7.sigmf-meta", "lora_packet.sf7.bw125k.fs250k.cf32"):
+        got = [(e["payload_hex"], e["crc_ok"]) for e in by_source[name]
+               if e["type"] == "lora_packet"]
+        assert got == [(p["payload_hex"], True) for p in _truth(name)["packets"]], name
+    # LoRa module log: motion on inside the one episode only
+    (a, b), = _truth("lora_module_log.txt")["episodes"]
+    on = [e["offset_s"] for e in by_source["lora_module_log.txt"]
+          if e["type"] == "motion" and e["value"] == 1]
+    assert on and all(a <= t <= b + 10 for t in on)
+    # UWB CIR and radar frames: breathing within 1 breath/min of the simulated rate, no fall
+    for name, key in (("uwb_breathing_15bpm.npz", "breathing_bpm"),
+                      ("radar_breathing_16bpm.npz", "breathing_bpm")):
+        rates = [e["value"] for e in by_source[name] if e["type"] == "breathing_rate"]
+        assert rates and all(abs(r - _truth(name)[key]) < 1.0 for r in rates), (name, rates)
+        assert not [e for e in by_source[name] if e["type"] == "fall"]
 
 
 def test_demo_events_match_the_samples_truth(tmp_path, capsys):
@@ -102,8 +136,13 @@ def test_demo_events_match_the_samples_truth(tmp_path, capsys):
     for e in events:
         by_source.setdefault(e["source"], []).append(e)
     samples = {p.name for p in SAMPLES.iterdir()
-               if p.is_file() and p.name != "README.md" and not p.name.endswith(".truth.json")}
-    assert set(by_source) == samples == {"esp32_breathing_15bpm.csv", "eeg_seizure_demo.edf"}
+               if p.is_file() and p.name != "README.md" and not p.name.endswith(".truth.json")
+               and not p.name.endswith(".sigmf-data")}  # a SigMF pair is one recording
+    assert set(by_source) == samples == {
+        "esp32_breathing_15bpm.csv", "eeg_seizure_demo.edf", "acoustic_blink_demo.sigmf-meta",
+        "lora_packets_sf7.sigmf-meta", "lora_packet.sf7.bw125k.fs250k.cf32",
+        "lora_module_log.txt", "uwb_breathing_15bpm.npz", "radar_breathing_16bpm.npz"}
+    _check_new_modalities(by_source)
 
     # WiFi: one person breathing at ~15/min, still, present all along (no motion, no absence)
     name = "esp32_breathing_15bpm.csv"

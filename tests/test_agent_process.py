@@ -108,7 +108,7 @@ def test_demo_on_the_bundled_samples(tmp_path, capsys, monkeypatch):
     assert rc == 0, cap.err
     events = read_events(tmp_path / "ambisense-events.jsonl")
     assert [json.loads(x) for x in cap.out.splitlines()] == events
-    captures = sorted(p.name for p in samples.iterdir() if p.suffix in (".csv", ".edf"))
+    captures = sorted(os.path.basename(f) for f in expand_replay(str(samples)))
     assert sorted({e["source"] for e in events}) == captures, cap.err
     replayed = dict(re.findall(r"^(\S+): done, (\d+) frames", cap.err, re.M))
     assert sorted(replayed) == captures and all(int(n) > 0 for n in replayed.values())

@@ -79,20 +79,31 @@ def test_pcapng(tmp_path):
 
 
 def test_wav(tmp_path):
-    path = tmp_path / "x.wav"
-    with wave.open(str(path), "wb") as w:
+    """PCM and float WAVs are captures (the acoustic reader); a codec no reader decodes
+    (A-law, format tag 6) is described."""
+    pcm = tmp_path / "pcm.wav"
+    with wave.open(str(pcm), "wb") as w:
         w.setnchannels(2)
         w.setsampwidth(2)
         w.setframerate(16000)
         w.writeframes(bytes(4 * 1600))
-    assert _message(path) == (f"{path}: a RIFF/WAVE audio file (2 channels, 16000 Hz, 16-bit "
-                              f"PCM){SUPPORTED}")
+    assert detect_format(pcm).name == "wav"
+    path = tmp_path / "alaw.wav"
+    fmt = struct.pack("<HHIIHH", 6, 2, 16000, 32000, 2, 8)
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", 4)
+            + bytes(4))
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    assert _message(path) == (f"{path}: a RIFF/WAVE audio file (2 channels, 16000 Hz, 8-bit "
+                              f"format 6){SUPPORTED}")
 
 
 def test_real_wav_and_hdf5_files():
     wav = next(shared_path("acoustic", "rrujo-breath-sounds").glob("*.wav"))
-    assert _message(wav).startswith(f"{wav}: a RIFF/WAVE audio file (1 channel, ")
-    h5 = shared_path("radar", "acconeer-a121", "breathing-sitting.h5")
+    assert detect_format(wav).name == "wav"
+    assert detect_format(shared_path("radar", "acconeer-a121", "breathing-sitting.h5")
+                         ).name == "acconeer_h5"
+    # the vendor algorithm's output beside it is an HDF5 file, not a capture
+    h5 = shared_path("radar", "acconeer-a121", "breathing-sitting.vendor-output.h5")
     assert _message(h5) == f"{h5}: an HDF5 file{SUPPORTED}"
 
 

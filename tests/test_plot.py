@@ -247,7 +247,7 @@ def test_errors(tmp_path, capsys):
         plot_capture(ESP32, tmp_path / "x.jpg")
     with pytest.raises(PlotInputError, match="needs fmt"):
         plot_capture(ESP32, io.BytesIO())
-    with pytest.raises(NoPlotterError, match="no plotter for 'toy'.*eeg, wifi_csi") as exc:
+    with pytest.raises(NoPlotterError, match="no plotter for 'toy'.*eeg.*wifi_csi") as exc:
         from sensing.plot import _plotter_for
 
         _plotter_for("toy", "x.toy")

@@ -137,6 +137,9 @@ def _summary(loaded: LoadedConfig) -> str:
     if loaded.mqtt is not None:
         where = "; ".join(f"{k} from {v}" for k, v in (loaded.secrets_from or {}).items())
         sinks.append(f"MQTT {loaded.mqtt.broker()}" + (f" ({where})" if where else ""))
+        if loaded.mqtt.tls is not None and loaded.mqtt.tls.insecure:
+            sinks.append("WARNING: TLS host name check OFF (mqtt.tls.insecure = true; "
+                         "testing only)")
     lines.append("  sinks: " + (", ".join(sinks) or "none"))
     return "\n".join(lines)
 

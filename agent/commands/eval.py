@@ -307,7 +307,7 @@ def _seizure_configure(p: argparse.ArgumentParser) -> None:
     hyp.add_argument("--captures", nargs="+", metavar="CAPTURE",
                      help="replay these captures here and score their events")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="with --captures: replay them on a local Dask cluster of N processes")
+                   help="with --captures: replay them on N local Dask worker processes")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="with --captures: replay them on an existing Dask cluster")
     p.add_argument("--duration", type=float, metavar="S",

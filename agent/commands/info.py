@@ -20,6 +20,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
                         "array)")
     p.add_argument("--sources", action="store_true",
                    help="list the agent's source types and their config keys")
+    from agent.commands.replay import add_reader_arguments
+
+    add_reader_arguments(p)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -49,8 +52,10 @@ def _run(args: argparse.Namespace) -> int:
         print("ambisense info: error: give a CAPTURE, --formats, --pipelines or --sources",
               file=sys.stderr)
         return 2
+    from agent.commands.replay import reader_options
+
     for path in args.captures:
-        info = open_capture(path).info()
+        info = open_capture(path, **reader_options(path, args.format, args.read)).info()
         if args.json:
             print(json.dumps(info))
             continue

@@ -29,6 +29,58 @@ def _configure(p: argparse.ArgumentParser) -> None:
                    help="pipeline option, e.g. wifi_breathing.window_s=30 (value parsed as "
                         "JSON, else kept as text); checked before any capture is read")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="replay the captures in parallel on N local Dask worker processes "
+                        "(the dask extra); the output is that of the serial run")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="replay the captures on an existing Dask cluster (tcp://host:8786); "
+                        "every worker must see the capture files at the same paths")
+    add_reader_arguments(p)
+
+
+def add_reader_arguments(p: argparse.ArgumentParser) -> None:
+    """``--format NAME`` and repeatable ``--read KEY=VALUE`` (reader options)."""
+    p.add_argument("--format", metavar="NAME",
+                   help="read the captures as this format instead of detecting it "
+                        "(`ambisense info --formats` lists them), e.g. lora_raw")
+    p.add_argument("--read", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option, e.g. fs_hz=500000 (value parsed as JSON, else "
+                        "kept as text); checked against the reader's options")
+
+
+def reader_options(path: str, fmt: str | None, items: list[str]) -> dict[str, Any]:
+    """``open_capture`` keyword arguments for ``path`` from ``--format`` and ``--read``.
+
+    Raises
+    ------
+    sensing.params.OptionError
+        An item is not ``KEY=VALUE``, the format is unknown, or the reader takes no (or
+        not these) options (the message lists the valid ones).
+    """
+    from sensing.formats import FORMATS, detect_format
+    from sensing.params import OptionError
+
+    opts: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise OptionError(f"--read {item!r}: expected KEY=VALUE")
+        try:
+            opts[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            opts[key] = raw
+    if fmt is None and not opts:
+        return {}
+    if fmt is not None and fmt not in FORMATS:
+        raise OptionError(f"--format {fmt!r}: unknown format; known: "
+                          f"{', '.join(FORMATS.names())}")
+    cls = FORMATS.get(fmt) if fmt else detect_format(path)
+    if opts:
+        model = getattr(cls, "Options", None)
+        if model is None:
+            raise OptionError(f"{path}: format {cls.name} takes no reader options (--read)")
+        model.from_options(opts, where=f"--read ({cls.name})")
+    return {"format": cls.name, **opts}
 
 
 def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -107,13 +159,21 @@ def _run(args: argparse.Namespace) -> int:
         from agent.sinks import SINKS
 
         sinks.append(SINKS.get("mqtt").from_url(args.mqtt))
+    if args.workers is not None and args.workers < 1:
+        print("ambisense replay: error: --workers must be >= 1", file=sys.stderr)
+        return 2
     failed = 0
     run_context: dict[str, Any] = {}  # shared by the pipelines of every capture of this run
     try:
-        for path in replay_order(args.captures):
+        if args.workers or args.scheduler:
+            return _run_parallel(args, options, sinks)
+        first = reader_options(args.captures[0], args.format, args.read) if args.format \
+            else None  # the same format for every capture: its options order them too
+        for path in replay_order(args.captures, first):
             try:
                 stats = replay_capture(
                     path, sinks, pipeline_names=args.pipeline, pipeline_options=options,
+                    reader_options=reader_options(path, args.format, args.read),
                     realtime=args.realtime, progress=False if args.no_progress else None,
                     run_context=run_context,
                 )
@@ -121,17 +181,59 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"ambisense replay: error: {exc}", file=sys.stderr)
                 failed += 1
                 continue
-            print(
-                f"{stats.source}: {stats.frames} frames, {stats.stream_s:.1f} s of capture in "
-                f"{stats.wall_s:.2f} s ({stats.speedup:.0f}x real time), {stats.events} events, "
-                f"{stats.rejects} rejects, pipelines: {', '.join(stats.pipelines) or 'none'}",
-                file=sys.stderr,
-            )
-            if not stats.events:
-                print(f"ambisense replay: {_why_nothing(path, stats)}", file=sys.stderr)
+            _summary(path, stats)
     finally:
         for s in sinks:
             s.close()
+    return 2 if failed else 0
+
+
+def _summary(path: str, stats: Any) -> None:
+    print(
+        f"{stats.source}: {stats.frames} frames, {stats.stream_s:.1f} s of capture in "
+        f"{stats.wall_s:.2f} s ({stats.speedup:.0f}x real time), {stats.events} events, "
+        f"{stats.rejects} rejects, pipelines: {', '.join(stats.pipelines) or 'none'}",
+        file=sys.stderr,
+    )
+    if not stats.events:
+        print(f"ambisense replay: {_why_nothing(path, stats)}", file=sys.stderr)
+
+
+def _run_parallel(args: argparse.Namespace, options: dict[str, dict[str, Any]],
+                  sinks: list[Any]) -> int:
+    """``--workers``/``--scheduler``: one Dask task per capture (:mod:`agent.parallel`);
+    events reach the sinks in the serial run's order."""
+    from agent.parallel import replay_parallel
+
+    if args.realtime:
+        print("ambisense replay: error: --realtime cannot be combined with --workers/--scheduler",
+              file=sys.stderr)
+        return 2
+
+    def progress(done: int, total: int, res: Any) -> None:
+        if not args.no_progress:
+            what = f"error: {res.error}" if res.error else f"{len(res.events)} events"
+            print(f"[{done}/{total}] {res.path}: {what}", file=sys.stderr)
+
+    failed = 0
+    try:
+        opts = (reader_options(args.captures[0], args.format, args.read)
+                if args.format or args.read else None)
+        for res in replay_parallel(args.captures, workers=args.workers,
+                                   scheduler=args.scheduler, pipeline_names=args.pipeline,
+                                   pipeline_options=options, reader_options=opts,
+                                   progress=progress):
+            for ev in res.events:
+                for sink in sinks:
+                    sink.emit(ev)
+            if res.error is not None:
+                print(f"ambisense replay: error: {res.error}", file=sys.stderr)
+                failed += 1
+            else:
+                _summary(res.path, res.stats)
+    except RuntimeError as exc:  # Dask missing or the scheduler unreachable
+        print(f"ambisense replay: error: {exc}", file=sys.stderr)
+        return 2
     return 2 if failed else 0
 
 

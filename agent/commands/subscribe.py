@@ -12,6 +12,7 @@ with the same ``--session``) are delivered, then filtered to the last two hours.
 from __future__ import annotations
 
 import argparse
+import collections
 import getpass
 import json
 import logging
@@ -33,6 +34,9 @@ if TYPE_CHECKING:  # paho and the MQTT modules are imported when the command run
 
 log = logging.getLogger("ambisense.subscribe")
 
+#: Event ids remembered by ``--dedup`` (re-deliveries come within minutes, not this many
+#: events later).
+DEDUP_WINDOW = 200_000
 #: Default session expiry of ``--since`` / ``--session`` (7 days).
 SESSION_EXPIRY_S = 7 * 24 * 3600
 _REL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
@@ -99,7 +103,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--session-expiry", type=int, default=SESSION_EXPIRY_S, metavar="S",
                    help="how long the broker keeps the session while away (default 7 days)")
     p.add_argument("--dedup", action="store_true",
-                   help="print each event id once (re-deliveries after reconnects are dropped)")
+                   help="print each event id once (re-deliveries after reconnects are "
+                        f"dropped; the last {DEDUP_WINDOW} ids are remembered)")
 
 
 class _Subscriber:
@@ -164,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
     topics = [f"{settings.prefix}/{d}/{t}" for d in (devices or ["+"]) for t in (types or ["+"])]
     sink = SINKS.get("jsonl")() if args.jsonl else SINKS.get("table")()
     seen: set[str] = set()
+    order: collections.deque[str] = collections.deque()
     printed = 0
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     sub = _Subscriber(settings, topics, session, args.session_expiry)
@@ -197,6 +203,9 @@ def _run(args: argparse.Namespace) -> int:
                 if event.id in seen:
                     continue
                 seen.add(event.id)
+                order.append(event.id)
+                if len(order) > DEDUP_WINDOW:  # bounded memory on a months-long run
+                    seen.discard(order.popleft())
             sink.emit(event)
             printed += 1
     finally:

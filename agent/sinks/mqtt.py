@@ -50,6 +50,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -80,6 +81,8 @@ log = logging.getLogger("ambisense.mqtt")
 
 #: Last topic levels that are not event types.
 RESERVED_TYPES = frozenset({"availability", "status"})
+#: What an event type must look like to be the last topic level (no '/', '+', '#', NUL).
+_TYPE_OK = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
 #: Schema name of status messages.
 STATUS_SCHEMA = "ambisense.status/1"
 
@@ -139,6 +142,8 @@ class MqttSink(Sink):
         self._known: dict[str, set[str]] = {}
         self._rediscover = False
         self._next_status = 0.0
+        self._alarm_sent: str | None = None
+        self._next_retry = 0.0
         self.emitted = 0
         self.published = 0
         self.rejected = 0
@@ -176,6 +181,9 @@ class MqttSink(Sink):
             raise RuntimeError("MqttSink is closed")
         if event.type in RESERVED_TYPES:
             raise ValueError(f"event type {event.type!r} is reserved for MQTT topics")
+        if not _TYPE_OK.fullmatch(event.type):
+            raise ValueError(f"event type {event.type!r} cannot be a topic level (expected "
+                             f"lower-case letters, digits and '_')")
         device = self.device or topic_slug(event.source)
         topic = f"{self.settings.prefix}/{device}/{event.type}"
         seq = self.outbox.put(event.id, event.type, device, topic, event.to_json())
@@ -218,6 +226,10 @@ class MqttSink(Sink):
             "outbox_depth": self.outbox.depth(),
             "outbox_durable": self.outbox.durable,
             "outbox_dropped": dict(self.outbox.dropped),
+            "outbox_alarm": self.outbox.alarm,
+            "outbox_spilled": self.outbox.spilled(),
+            "outbox_storage_errors": self.outbox.storage_errors,
+            "outbox_recovered": self.outbox.recovered,
             "connects": self.connects,
             "last_error": self.last_error,
         }
@@ -248,7 +260,12 @@ class MqttSink(Sink):
         left = self.outbox.depth()
         sample = [r.event_id for r in self.outbox.pending(limit=5)]
         durable, path = self.outbox.durable, self.outbox.path
-        self.outbox.close()
+        lost = self.outbox.close()
+        if lost:
+            raise MqttDeliveryError(
+                f"{lost} event(s) held in memory while the outbox {path} could not be "
+                f"written (disk full) were not acknowledged by {self.settings.broker()} "
+                f"within {timeout:g} s; LOST")
         if not left:
             return
         what = (f"{left} event(s) not acknowledged by {self.settings.broker()} within "
@@ -288,6 +305,7 @@ class MqttSink(Sink):
             # the publish() that wrote them, in this same thread: forget the rest.
             self._early.clear()
             self._take_announcements()
+            self._storage_check(now)
             closing = self._closing.is_set()
             if closing and now >= self._close_deadline:
                 if self._state == "up" and not offline_sent:
@@ -457,14 +475,26 @@ class MqttSink(Sink):
                     self._publish_control(topic, json.dumps(config, separators=(",", ":")),
                                           retain=True)
 
-    def _maybe_status(self) -> None:
+    def _storage_check(self, now: float) -> None:
+        """While the outbox storage is faulty: retry it each second; publish a status
+        message at once whenever its alarm appears or clears."""
+        ob = self.outbox
+        if ob.alarm is not None and now >= self._next_retry:
+            self._next_retry = now + 1.0
+            ob.retry()
+        if ob.alarm != self._alarm_sent and self._state == "up":
+            self._alarm_sent = ob.alarm
+            self._next_status = 0.0
+            self._maybe_status(force=True)
+
+    def _maybe_status(self, force: bool = False) -> None:
         interval = self.settings.status_interval_s
-        if not interval or self._first_device is None:
+        if (not interval and not force) or self._first_device is None:
             return
         now = time.monotonic()
-        if now < self._next_status:
+        if now < self._next_status and not force:
             return
-        self._next_status = now + interval
+        self._next_status = now + (interval or 3600.0)
         payload = json.dumps(self.status(), separators=(",", ":"), default=str)
         info = self._client.publish(f"{self.settings.prefix}/{self._first_device}/status",
                                     payload, qos=0)

@@ -29,6 +29,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
+from itertools import chain, islice, repeat
+from operator import itemgetter
 from typing import IO, Any
 
 import numpy as np
@@ -268,12 +270,14 @@ class Esp32LineParser:
     def _block(self, raw, first_invalid, ts, rssi, noise, channel, mac, abs_time, key):
         start, stop, subcarriers, order = self._segment(key)
         seg = raw[:, 2 * start : 2 * stop].astype(np.float32)
-        if start == 0 and any(first_invalid):
+        if start == 0 and (first_invalid.any() if isinstance(first_invalid, np.ndarray)
+                           else any(first_invalid)):
             seg[np.asarray(first_invalid, bool), :4] = 0.0
         csi = np.empty((len(seg), stop - start), dtype=np.complex64)
         csi.real = seg[:, 1::2]
         csi.imag = seg[:, 0::2]
-        times = np.fromiter((self._time_s(t) for t in ts), np.float64, len(ts))
+        times = (self._times_s(ts) if isinstance(ts, np.ndarray)
+                 else np.fromiter((self._time_s(t) for t in ts), np.float64, len(ts)))
         return {
             "csi": csi[:, order],
             "subcarriers": subcarriers,
@@ -311,47 +315,186 @@ class Esp32LineParser:
                 out.append(blk)
         return out
 
+    def parse_lines(self, first_line: int, texts: list[str],
+                    block: str | None = None) -> list[dict[str, Any]]:
+        """:meth:`parse_block` of consecutive lines numbered from ``first_line`` (the file
+        replay path: no per-line tuples). ``block``, when given, is the lines' text as read
+        (``texts`` joined by newlines, a final newline allowed)."""
+        fast = self._fast_lines(texts, block)
+        if fast is not None:
+            return [fast]
+        out = []
+        for n, text in enumerate(texts, first_line):
+            blk = self.parse(text, f"line {n}")
+            if blk is not None:
+                out.append(blk)
+        return out
+
     def _fast_block(self, items: list[tuple[int, str]]) -> dict[str, Any] | None:
-        if not items:
+        return self._fast_lines([text for _, text in items])
+
+    def _fast_lines(self, texts: list[str], block: str | None = None) -> dict[str, Any] | None:
+        """Decode a block of regular lines with a few whole-block numpy calls, or return
+        ``None`` (the caller then parses line by line, rejects included).
+
+        Regular means: lines without the ``CSI_DATA,`` marker anywhere (a header line,
+        blank lines: counted in :attr:`other_lines`, as the per-line parser does), and
+        ``CSI_DATA`` lines starting with the marker, each with exactly one ``[`` and a
+        ``]`` after it, one layout and one buffer key, plain integer header fields (below 2**62, so
+        int64 parsing equals :func:`int`), one array width and int8 values.
+        Anything else is left to :meth:`parse`, so the result is always the per-line
+        parser's.
+        """
+        n = len(texts)
+        if not n:
             return None
-        splits = []
-        for _, text in items:
-            if not text.startswith(MARKER):
-                return None
-            split = self._split(text.rstrip())
-            if isinstance(split, RejectReason):
-                return None
-            splits.append(split)
-        name, first, body0 = splits[0]
-        sep = "," if "," in body0 else " "
-        key = first[4]
-        if any(s[1][4] != key or s[0] != name for s in splits):
+        blob = "\n".join(texts) if block is None else block
+        csi_lines = blob.startswith(MARKER) + blob.count("\n" + MARKER)
+        if csi_lines != blob.count(MARKER) or not csi_lines:
+            return None  # a marker inside a line: the per-line parser finds it
+        if csi_lines != n:  # lines without the marker (a header line, blank lines)
+            texts = [t for t in texts if t.startswith(MARKER)]
+            blob = "\n".join(texts)
+        if blob.count("[") != csi_lines:  # one '[' per line: none in the header fields
             return None
-        bodies = [s[2].strip(sep + " ") for s in splits]
-        counts = [b.count(sep) + 1 for b in bodies]
-        width = counts[0]
-        if width % 2 or any(c != width for c in counts):
+        other, n = n - csi_lines, csi_lines
+        first = texts[0]
+        lb = first.find("[")
+        width_head = len(first[:lb].rstrip('"').rstrip().rstrip(",").split(","))
+        layout = LAYOUTS.get(width_head)
+        if layout is None:
             return None
-        try:
-            raw = np.fromstring(sep.join(bodies), dtype=np.int32, sep=sep)
-        except ValueError:
+        # the header fields and the rest, in one split per line; the same fields as
+        # _split's when every rest starts like the first line's ('"[' or '[') and the
+        # last header field is not empty
+        heads = [t.split(",", width_head) for t in texts]
+        if sum(map(len, heads)) != (width_head + 1) * n:
             return None
-        if raw.size != width * len(bodies) or raw.max() > 127 or raw.min() < -128:
+        rests = [h.pop() for h in heads]
+        pre = rests[0][: rests[0].find("[") + 1]
+        if (pre not in ("[", '"[') or not all(map(str.startswith, rests, repeat(pre)))
+                or not all(h[-1] for h in heads)):
+            return None
+        # array widths first: the cheapest way out of a block with a short line
+        ends = list(map(str.rfind, rests, repeat("]")))
+        if min(ends) < 0:
+            return None
+        at = len(pre)
+        sep = "," if "," in rests[0][at: ends[0]] else " "
+        strip = sep + " "
+        bodies = [r[at:e].strip(strip) for r, e in zip(rests, ends, strict=True)]
+        counts = list(map(str.count, bodies, repeat(sep)))
+        width = counts[0] + 1
+        if width % 2 or counts.count(counts[0]) != n:
+            return None
+        cols = _INT_COLUMNS[width_head]
+        ints = _parse_int_fields(",".join(chain.from_iterable(map(cols.getter, heads))),
+                                 n * len(cols.names))
+        if ints is None:
+            return None
+        ints = ints.reshape(n, len(cols.names))
+        col = cols.index
+        key_cols = [col[c] for c in ("sig_mode", "bandwidth", "secondary_channel", "stbc")
+                    if c in col]
+        keys = ints[:, key_cols]
+        if key_cols and (keys != keys[0]).any():
+            return None
+        key = tuple(int(k) for k in keys[0]) if key_cols else (0, 0, 0, 0)
+        rssi, noise = ints[:, col["rssi"]], ints[:, col["noise_floor"]]
+        if (min(rssi.min(), noise.min()) < -(1 << 15)
+                or max(rssi.max(), noise.max()) >= 1 << 15):
+            return None  # int16 overflow: the per-line parser's behaviour decides
+        abs_time, first_abs = None, 0
+        if "real_time_set" in col:
+            rows = np.flatnonzero(ints[:, col["real_time_set"]])
+            if rows.size:
+                j = _INDEX[width_head]["real_timestamp"]
+                try:
+                    stamps = [float(heads[r][j]) for r in rows.tolist()]
+                except ValueError:
+                    return None
+                abs_time, first_abs = stamps[0], int(rows[0])
+        raw = _parse_int8_values(sep.join(bodies), sep)
+        if raw is None or raw.size != width * n:
             return None
         _, stop, _, _ = self._segment(key)
         if stop == 0 or width < 2 * stop:
             return None
-        fields = [s[1] for s in splits]
-        self.layout_name = name
-        abs_time = next((f[6] for f in fields if f[6] is not None), None)
-        first_abs = next((i for i, f in enumerate(fields) if f[6] is not None), 0)
+        self.layout_name = layout[0]
+        self.other_lines += other
+        last = heads[-1]
+        ix = _INDEX[width_head]
+        first_invalid = ints[:, col["first_word"]] if "first_word" in col else np.zeros(n, int)
         blk = self._block(
-            raw.reshape(len(bodies), width), [f[5] for f in fields], [f[1] for f in fields],
-            [f[0] for f in fields], [f[3] for f in fields], fields[-1][2], fields[-1][7],
-            abs_time, key,
+            raw.reshape(n, width), first_invalid, ints[:, col["local_timestamp"]], rssi,
+            noise, int(last[ix["channel"]]), last[ix["mac"]], abs_time, key,
         )
         blk["abs_row"] = first_abs
         return blk
+
+    def _times_s(self, ts: np.ndarray) -> np.ndarray:
+        """:meth:`_time_s` of many timestamps: one numpy expression while the clock runs
+        forward (no wrap, no reset), else row by row."""
+        if self._ts0 is None and ts.size:
+            self._ts0 = int(ts[0])
+        if ts.size:
+            t_us = ts + self._ts_offset
+            if (self._ts_last is None or t_us[0] >= self._ts_last) and (
+                    ts.size == 1 or (np.diff(t_us) >= 0).all()):
+                self._ts_last = int(t_us[-1])
+                return (t_us - self._ts0) * 1e-6
+        return np.fromiter((self._time_s(int(t)) for t in ts), np.float64, len(ts))
+
+
+def _parse_int_fields(text: str, count: int) -> np.ndarray | None:
+    """``count`` comma-separated plain integers (``-?[0-9]+``, below 2**62 in magnitude) as
+    int64, exactly as :func:`int` reads them; ``None`` for any other text."""
+    data = text.encode("ascii", errors="replace")
+    if (data.translate(None, b"0123456789-,") or b"-," in data or b"--" in data
+            or data.endswith((b"-", b",")) or data.startswith(b",")):
+        return None
+    try:
+        ints = np.fromstring(text, dtype=np.int64, sep=",")
+    except ValueError:
+        return None
+    if ints.size != count or (ints.size and (ints.max() >= 1 << 62
+                                              or ints.min() <= -(1 << 62))):
+        return None  # out of range, or saturated by the C parser
+    return ints
+
+
+def _parse_int8_values(text: str, sep: str) -> np.ndarray | None:
+    """The integers of ``text`` (separated by ``sep``) when all are int8, else ``None``.
+
+    Text with no number of three or more digits holds only values in -99..99: it is
+    parsed straight into int8 (twice as fast); otherwise into int32 and range-checked.
+    """
+    data = text.encode("ascii", errors="replace")
+    digit = np.frombuffer(data, np.uint8) - 48 <= 9  # wraps: only '0'..'9' are <= 9
+    short = not (digit[:-2] & digit[1:-1] & digit[2:]).any()
+    try:
+        raw = np.fromstring(text, dtype=np.int8 if short else np.int32, sep=sep)
+    except ValueError:
+        return None
+    if not short and raw.size and (raw.max() > 127 or raw.min() < -128):
+        return None
+    return raw
+
+
+class _IntColumns:
+    """The header fields the parser reads as integers, for one layout."""
+
+    def __init__(self, n_fields: int) -> None:
+        ix = _INDEX[n_fields]
+        self.names = [c for c in ("rssi", "local_timestamp", "channel", "noise_floor",
+                                  "sig_mode", "bandwidth", "secondary_channel", "stbc",
+                                  "first_word", "real_time_set") if c in ix]
+        self.index = {c: i for i, c in enumerate(self.names)}
+        self.getter = itemgetter(*(ix[c] for c in self.names))
+
+
+#: Integer header columns per layout (keyed by field count).
+_INT_COLUMNS = {n: _IntColumns(n) for n in LAYOUTS}
 
 
 def _is_int(tok: str) -> bool:
@@ -461,6 +604,29 @@ def frames_from_lines(
         yield fr
 
 
+def frames_from_file(
+    fh: IO[bytes], parser: Esp32LineParser, batcher: PacketBatcher, block_lines: int = 256,
+) -> Iterator[Frames]:
+    """:func:`frames_from_lines` of a binary file, read ``block_lines`` lines at a time and
+    decoded per block (the same lines, numbers and results, fewer Python steps)."""
+    first = 1
+    while True:
+        raw = list(islice(fh, block_lines))
+        if raw:
+            block = b"".join(raw).decode("ascii", errors="replace")
+            texts = block.split("\n")
+            if raw[-1].endswith(b"\n"):
+                texts.pop()  # the empty text after the last newline
+            for blk in parser.parse_lines(first, texts, block):
+                yield from batcher.add(blk)
+            first += len(raw)
+        if len(raw) < block_lines:
+            break
+    fr = batcher.flush()
+    if fr is not None:
+        yield fr
+
+
 @FORMATS.register("esp32_csi")
 class Esp32CsiReader(CaptureReader):
     """Reader for ESP32 ``CSI_DATA`` logs (esp-csi, esp-csi C5/C6, ESP32-CSI-Tool).
@@ -495,7 +661,7 @@ class Esp32CsiReader(CaptureReader):
         self.parser = Esp32LineParser(self.path, self.rejects, self.ltf)
         batcher = PacketBatcher(self.source, self.chunk_size, {"format": self.name})
         with open(self.path, "rb") as fh:
-            for fr in frames_from_lines(iter_lines(fh), self.parser, batcher):
+            for fr in frames_from_file(fh, self.parser, batcher):
                 self.bytes_read = fh.tell()
                 yield fr
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -42,16 +43,52 @@ _META_KEYS = ("num_subcarriers", "label", "chip", "collected_at", "duration_ms",
 
 
 def _npy_header(fh: io.BufferedIOBase) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(fh)
-    return np.lib.format.read_array_header_2_0(fh)
+    """(shape, fortran_order, dtype) of a ``.npy`` member.
+
+    Raises
+    ------
+    ValueError
+        A broken header (numpy parses it as a Python literal: a damaged one raises
+        SyntaxError, tokenize.TokenError … which all become ValueError here).
+    """
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(fh)
+        return np.lib.format.read_array_header_2_0(fh)
+    except (SyntaxError, tokenize.TokenError, TypeError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"broken .npy header: {type(exc).__name__}: {exc}") from exc
 
 
-def _scalar(zf: zipfile.ZipFile, name: str) -> Any:
-    """Read a small 0-d member (``name.npy``) as a Python scalar."""
-    with zf.open(name + ".npy") as fh:
-        arr = np.lib.format.read_array(fh, allow_pickle=False)
+#: Largest metadata member read (elements): a header claiming more is refused, never
+#: allocated.
+_MAX_META_ITEMS = 4096
+
+
+def _scalar(zf: zipfile.ZipFile, name: str, path: str = "") -> Any:
+    """Read a small member (``name.npy``) as a Python scalar or list.
+
+    Raises
+    ------
+    CaptureFormatError
+        The member's header claims more than ``_MAX_META_ITEMS`` values, an object
+        dtype, or more bytes than the member holds.
+    """
+    member = name + ".npy"
+    with zf.open(member) as fh:
+        shape, fortran, dtype = _npy_header(fh)
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if dtype.hasobject or count < 0 or count > _MAX_META_ITEMS:
+            raise CaptureFormatError(path or str(zf.filename), member,
+                                     f"a small metadata array (at most {_MAX_META_ITEMS} "
+                                     f"plain values)", f"{dtype} {shape}")
+        raw = fh.read(count * dtype.itemsize)
+    if len(raw) < count * dtype.itemsize:
+        raise CaptureFormatError(path or str(zf.filename), member,
+                                 f"{count * dtype.itemsize} bytes of {dtype}",
+                                 f"{len(raw)} bytes")
+    arr = np.frombuffer(raw, dtype=dtype, count=count).reshape(shape,
+                                                              order="F" if fortran else "C")
     return arr.item() if arr.ndim == 0 else arr.tolist()
 
 
@@ -89,13 +126,19 @@ class EspectreNpzReader(CaptureReader):
         """Stream-level metadata (``label``, ``chip``, ``duration_ms`` …) without the CSI."""
         with zipfile.ZipFile(self.path) as zf:
             names = set(zf.namelist())
-            meta = {k: _scalar(zf, k) for k in _META_KEYS if k + ".npy" in names}
+            meta = {k: _scalar(zf, k, self.path) for k in _META_KEYS if k + ".npy" in names}
         return meta
 
     def chunks(self) -> Iterator[Frames]:
         try:
             yield from self._chunks()
-        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise
+        except (zipfile.BadZipFile, EOFError, zlib.error, KeyError, ValueError,
+                NotImplementedError, OSError) as exc:
+            # KeyError: a member is missing; ValueError: a broken .npy header;
+            # NotImplementedError: an unknown zip compression method; OSError: a member
+            # offset outside the file (seek: invalid argument)
             raise CaptureFormatError(
                 self.path, f"byte {self.bytes_read}", "a complete .npz (zip) archive",
                 f"{type(exc).__name__}: {exc}",
@@ -132,9 +175,13 @@ class EspectreNpzReader(CaptureReader):
                                         f"{2 * len(idx)} int8 values per row (HT20 LLTF)",
                                         f"{width}"))
                 return
-            if not np.isfinite(duration_s) or duration_s <= 0 or n < 2:
-                step = float("nan")
-                fs = None
+            if n < 2:
+                step, fs = 0.0, None  # one row (or none): time 0, no rate
+            elif not np.isfinite(duration_s) or duration_s <= 0:
+                # the only timing an ESPectre capture has: without it, times would be made up
+                raise CaptureFormatError(
+                    self.path, "duration_ms", "a positive, finite capture duration in ms",
+                    repr(meta.get("duration_ms")))
             else:
                 step = duration_s / (n - 1)
                 fs = 1.0 / step
@@ -149,7 +196,7 @@ class EspectreNpzReader(CaptureReader):
                 csi = np.empty((got, width // 2), dtype=np.complex64)
                 csi.real = buf[:, 1::2]
                 csi.imag = buf[:, 0::2]
-                times = (row + np.arange(got)) * step if fs else np.full(got, np.nan)
+                times = (row + np.arange(got)) * step
                 self.bytes_read = int(os.path.getsize(self.path) * (row + got) / n)
                 yield Frames(
                     data=csi[:, order, None, None], times_s=times.astype(np.float64),

@@ -67,6 +67,9 @@ class Esp32SerialSource:
         Malformed lines, counted by reason.
     lines, bytes_read : int
         Counters since :meth:`chunks` started.
+    other_lines : int
+        Lines without a ``CSI_DATA`` marker (boot messages, line noise) skipped since
+        :meth:`chunks` started.
     """
 
     Params = Esp32SerialParams
@@ -109,6 +112,7 @@ class Esp32SerialSource:
         self.rejects = RejectLog()
         self.lines = 0
         self.bytes_read = 0
+        self.other_lines = 0
         self._closed = False
 
     def open(self) -> None:
@@ -180,8 +184,16 @@ class Esp32SerialSource:
                     *complete, pending = pending.split(b"\n")
                     for raw in complete:
                         self.lines += 1
+                        if len(raw) > self.max_line_bytes:  # however the reads split it
+                            self.rejects.add(Reject(
+                                self.url, f"line {self.lines}", "line_too_long",
+                                f"a newline within {self.max_line_bytes} bytes",
+                                f"{len(raw)} bytes without one",
+                            ))
+                            continue
                         text = raw.decode("ascii", errors="replace")
                         pkt = parser.parse(text, f"line {self.lines}")
+                        self.other_lines = parser.other_lines
                         if pkt is not None:
                             for fr in batcher.add(pkt):
                                 last_emit = time.monotonic()

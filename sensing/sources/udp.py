@@ -14,6 +14,7 @@ Memory is bounded: at most ``chunk_size`` datagrams are held before they are dec
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -166,6 +167,25 @@ class NexmonUdpSource:
             if self.source.startswith("udp://"):
                 self.source = self.url
         return self.host, self.port
+
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped for this socket (receive buffer full: a flood, or
+        a reader that fell behind), from ``/proc/self/net/udp``; None when unknown (not bound,
+        not Linux)."""
+        sock = self._sock
+        if sock is None:
+            return None
+        try:
+            inode = str(os.fstat(sock.fileno()).st_ino)
+            with open("/proc/self/net/udp", encoding="ascii") as fh:
+                next(fh, None)
+                for line in fh:
+                    cols = line.split()
+                    if len(cols) >= 13 and cols[9] == inode:
+                        return int(cols[-1])
+        except (OSError, ValueError):
+            return None
+        return None
 
     def close(self) -> None:
         """Stop reading (safe from another thread); the socket is released by ``chunks``."""

@@ -7,6 +7,7 @@ expected and what was found (mne's own messages name neither).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -108,6 +109,9 @@ def _number(path: str, raw: bytes, offset: int, what: str, kind: type = float) -
             path, f"byte {offset} (header field {what})", "a number",
             repr(text) if text else "a blank field",
         ) from None
+    if not math.isfinite(value):
+        raise CaptureFormatError(path, f"byte {offset} (header field {what})",
+                                 "a finite number", repr(text))
     if kind is int:
         if value != int(value):
             raise CaptureFormatError(path, f"byte {offset} (header field {what})",

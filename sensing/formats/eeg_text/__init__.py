@@ -16,6 +16,7 @@ is :mod:`sensing.formats.eeg_text.bonn`.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -99,7 +100,12 @@ class EegTextReader(CaptureReader):
                 if not text:
                     continue
                 try:
-                    buf.append(float(text))
+                    value = float(text)
+                    if not math.isfinite(value):
+                        raise CaptureFormatError(
+                            self.path, f"line {lineno}", "a finite number (an EEG sample)",
+                            repr(raw.decode("latin-1").rstrip("\r\n")[:40]))
+                    buf.append(value)
                 except ValueError:
                     if lineno == 1 and _NAME.match(raw):
                         name = name or raw.decode("latin-1").strip()

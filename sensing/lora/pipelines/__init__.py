@@ -1,0 +1,1 @@
+"""LoRa pipelines: every module in this package is imported by the pipelines registry."""
