@@ -171,7 +171,11 @@ def replay_order(paths: Sequence[str], reader_options: dict | None = None) -> li
 
 
 def replay_first_flags(paths: Sequence[str], reader_options: dict | None = None) -> list[bool]:
-    """For each capture, whether its reader asks to be replayed before the others."""
+    """For each capture, whether its reader asks to be replayed before the others (a
+    single capture is not opened for it: its order cannot matter)."""
+    if len(paths) < 2:
+        return [False] * len(paths)
+
     def first(path: str) -> bool:
         try:
             return bool(open_capture(path, **(reader_options or {})).replay_first())
