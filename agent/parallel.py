@@ -104,6 +104,16 @@ def client_for(workers: int | None, scheduler: str | None) -> Any:
     return Client(cluster)
 
 
+def _import_plugins() -> None:
+    """Import every format and pipeline module (numpy, scipy … with them) in this process,
+    so that the forked workers inherit them instead of each importing them again."""
+    from agent.pipelines import PIPELINES
+    from sensing.formats import FORMATS
+
+    FORMATS.names()
+    PIPELINES.names()
+
+
 def _replay_local(paths: list[str], workers: int, done: int, total: int,
                   progress: Callable[[int, int, CaptureResult], None] | None,
                   **kwargs: Any) -> Iterator[CaptureResult]:
@@ -125,10 +135,14 @@ def _replay_local(paths: list[str], workers: int, done: int, total: int,
                 count[0] += 1
                 progress(count[0], total, result)
 
+    _import_plugins()  # once here, not once per forked worker
     tasks = [dask.delayed(replay_one, pure=False)(p, **kwargs) for p in paths]
     with dask.config.set({"multiprocessing.context": "fork"}), _Progress():
         try:
-            results = dask.compute(*tasks, scheduler="processes", num_workers=workers)
+            # chunksize 1: one capture per hand-out (Dask batches 6 tasks per worker by
+            # default, which left one worker with 6 of 8 captures and the other idle)
+            results = dask.compute(*tasks, scheduler="processes", num_workers=workers,
+                                   chunksize=1)
         except Exception as exc:  # noqa: BLE001 - a worker died: report every capture
             results = [CaptureResult(p, error=f"{type(exc).__name__}: {exc}") for p in paths]
     yield from results

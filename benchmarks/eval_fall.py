@@ -172,8 +172,9 @@ def main() -> int:
         tp, fp, fnn = detect(caps, fn, o, meth, delays)
         p, r, f = prf(tp, fp, fnn)
         res[name] = f
-        late = (f"; reported {np.median(delays):.1f} s after the impact (median; "
-                f"{min(delays):.1f}-{max(delays):.1f})" if delays else "")
+        late = (f"; alert delay after the impact p50 {np.percentile(delays, 50):.1f} s, "
+                f"p95 {np.percentile(delays, 95):.1f} s ({min(delays):.1f}-{max(delays):.1f})"
+                if delays else "")
         print(f"    {name:<18} TP {tp:3d} FP {fp:3d} FN {fnn:3d}  precision {p:.3f} recall "
               f"{r:.3f} F1 {f:.3f}{late}")
     for n in ops:

@@ -14,7 +14,8 @@ configuration, each with ``--readings`` readings at water contents drawn uniform
 5–45 % (independent of one another), written as SigMF by the ``lora-soil`` simulator and
 read back through :class:`sensing.lora.pipelines.soil.LoraSoilPipeline`; "raw" without
 calibration, "cal1" with one reference reading of the site (at 10–40 %), "cal2" with two.
-Speed: the breathing and soil pipelines on 20 s of 2-channel 500 kS/s IQ (in memory).
+Speed: the breathing and soil pipelines on 20 s of 2-channel 500 kS/s IQ (in memory,
+process CPU time), each alone and the three default LoRa pipelines sharing one receiver.
 
 Run: ``nice -n 10 python benchmarks/eval_lora_sensing.py`` (about 15 minutes on a loaded core;
 ``--quick`` for a smaller grid). Prints Markdown tables (the ones in docs/lora-sensing.md).
@@ -119,21 +120,40 @@ def soil_point(sites: list[int], readings: int, tmp: str, **kw) -> dict:
 
 
 def speed() -> dict:
+    """Process CPU time of the breathing and soil pipelines on 20 s of 2-channel 500 kS/s
+    IQ: each alone (its own packet receiver), and the three default pipelines together
+    sharing one receiver per stream, as ``ambisense replay`` runs them."""
+    from agent.pipelines.shared import SharedStages
+    from sensing.lora.pipelines.packets import LoraPacketPipeline
+
     fs, dur = 500e3, 20.0
-    rng = np.random.default_rng(0)
     p = BreathingSimParams(seed=1, duration_s=dur, fs_hz=fs, movers=0)
     y, _ = simulate_iq(p)
     meta = {"format": "sigmf", "lora": {"sf": 7, "bw_hz": 125000}, "soil": None,
             "center_hz": 868.1e6}
-    t0 = time.perf_counter()
-    stream(LoraBreathingPipeline(), y, fs, meta)
-    tb = time.perf_counter() - t0
     meta_soil = dict(meta, soil={"depths_m": [0.1, 0.15], "site": "s"})
-    t0 = time.perf_counter()
-    stream(LoraSoilPipeline(), y, fs, meta_soil)
-    ts = time.perf_counter() - t0
-    del rng
-    return {"breathing_x_realtime": dur / tb, "soil_x_realtime": dur / ts}
+    out = {}
+    for name, cls, m in (("breathing", LoraBreathingPipeline, meta),
+                         ("soil", LoraSoilPipeline, meta_soil)):
+        t0 = time.process_time()
+        stream(cls(), y, fs, m)
+        out[f"{name}_x_realtime"] = dur / (time.process_time() - t0)
+    for name, m in (("together", meta), ("together_soil", meta_soil)):
+        pipes = [LoraBreathingPipeline(), LoraPacketPipeline(), LoraSoilPipeline()]
+        shared = SharedStages()
+        for pipe in pipes:
+            pipe.bind(shared)
+        t0 = time.process_time()
+        for i in range(0, len(y), CHUNK):
+            d = y[i:i + CHUNK]
+            fr = Frames.prevalidated({"fs_hz": fs, "modality": "lora_iq", "source": "bench"},
+                                     data=d, times_s=(i + np.arange(len(d))) / fs, meta=m)
+            for pipe in pipes:
+                pipe.push(fr)
+        for pipe in pipes:
+            pipe.flush()
+        out[f"{name}_x_realtime"] = dur / (time.process_time() - t0)
+    return out
 
 
 def fmt(v: float, nd: int = 2) -> str:
@@ -207,9 +227,14 @@ def main() -> int:
         print()
     if args.only in (None, "speed"):
         s = speed()
-        print("## Speed (20 s of 2-channel 500 kS/s IQ, SF7/125 kHz, in memory, 1 process)\n")
-        print(f"- lora_breathing: {s['breathing_x_realtime']:.0f}x real time")
-        print(f"- lora_soil: {s['soil_x_realtime']:.0f}x real time")
+        print("## Speed (20 s of 2-channel 500 kS/s IQ, SF7/125 kHz, in memory, 1 process, "
+              "process CPU time)\n")
+        print(f"- lora_breathing alone (its own receiver): "
+              f"{s['breathing_x_realtime']:.0f}x real time")
+        print(f"- lora_soil alone (its own receiver): {s['soil_x_realtime']:.0f}x real time")
+        print(f"- lora_breathing + lora_packet + lora_soil, one shared receiver: "
+              f"{s['together_x_realtime']:.0f}x real time (breathing link), "
+              f"{s['together_soil_x_realtime']:.0f}x (soil set-up)")
     return 0
 
 

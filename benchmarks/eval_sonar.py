@@ -4,15 +4,17 @@ distance and clock-offset sweeps; and the front end's speed.
 
 Each sweep varies one factor around a base case (the others at their base values); every
 case is simulated with held-out seeds (``--seed0``, default 1000: the detectors were tuned
-on seeds 0–299) and a random breathing rate (8–25 bpm), blink rate and head-motion
-timeline per seed. Captures are streamed from the simulator in memory (the same chunks the
-WAV reader yields; ``--through-file`` writes and reads a WAV instead).
+on seeds 0–299; the blink detector's rework on 0–49 and 3002–3007, its figures are on
+7000–7003 and, ``--mixed``, 7100–7115) and a random breathing rate (8–25 bpm), blink rate
+and head-motion timeline per seed. Captures are streamed from the simulator in memory (the
+same chunks the WAV reader yields; ``--through-file`` writes and reads a WAV instead).
 
 Usage::
 
     nice -n 10 python benchmarks/eval_sonar.py                 # all sweeps (~20 min, 1 core)
     nice -n 10 python benchmarks/eval_sonar.py --quick         # 1 seed per case
     nice -n 10 python benchmarks/eval_sonar.py --only cabin --empty-hours 1
+    nice -n 10 python benchmarks/eval_sonar.py --only blink --seeds 4 --mixed 16
     python benchmarks/eval_sonar.py --speed                    # replay speed only
 """
 
@@ -99,6 +101,21 @@ def run_blink(seed: int, duration_s: float, through_file: bool = False, **kw: An
     return sc
 
 
+def run_blink_mixed(seed: int, duration_s: float, through_file: bool = False
+                    ) -> dict[str, Any]:
+    """One blink capture with its conditions drawn from the seed within the target (face
+    at 0.25–0.6 m, leakage 60–75 dB over the floor, clock −100…150 ppm, 0–5 head
+    motions/min; every third seed drowsy)."""
+    r = np.random.default_rng(seed + 999)
+    kw = {"distance_m": float(r.uniform(0.25, 0.6)),
+          "leak_db": float(r.choice([60.0, 65.0, 75.0])),
+          "head_moves_per_min": float(r.uniform(0, 5)),
+          "clock_ppm": float(r.uniform(-100, 150))}
+    sc = run_blink(seed, duration_s, through_file, **kw)
+    sc.update({k: round(v, 3) for k, v in kw.items()})
+    return sc
+
+
 def run_cabin(seed: int, duration_s: float, occupant: bool, **kw: Any) -> dict[str, Any]:
     rng = np.random.default_rng(seed + 13)
     p = CabinSimParams(seed=seed, duration_s=duration_s, occupant=occupant,
@@ -180,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--empty-hours", type=float, default=1.0,
                     help="hours of simulated empty cabin (in 10-minute captures)")
     ap.add_argument("--occupied", type=int, default=6, help="occupied cabin captures")
+    ap.add_argument("--mixed", type=int, default=0,
+                    help="blinks: also this many captures with conditions drawn per seed "
+                         "(seeds seed0 + 100 …)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--speed", action="store_true", help="only the speed benchmark")
     a = ap.parse_args(argv)
@@ -194,6 +214,16 @@ def main(argv: list[str] | None = None) -> int:
     if "blink" in only:
         res["blink"] = _sweep("blink", run_blink, BASE_BLINK, SWEEP_BLINK, seeds,
                               a.duration_s, agg_blink)
+    if "blink" in only and a.mixed:
+        mixed = []
+        for s in range(a.seed0 + 100, a.seed0 + 100 + a.mixed):
+            r = run_blink_mixed(s, a.duration_s)
+            mixed.append(r)
+            print("blink mixed", s, json.dumps({k: r[k] for k in (
+                "tp", "fp", "fn", "distance_m", "leak_db", "head_moves_per_min",
+                "clock_ppm", "drowsy_truth")}), flush=True)
+        res["blink_mixed"] = {"cases": mixed, **agg_blink(mixed)}
+        print("blink mixed", json.dumps(agg_blink(mixed)), flush=True)
     if "cabin" in only:
         occ = [run_cabin(a.seed0 + i, 60.0, True) for i in range(a.occupied)]
         lat = [r["latency_s"] for r in occ]

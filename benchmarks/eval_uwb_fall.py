@@ -74,6 +74,116 @@ def run_capture(cap, detectors: dict[str, FallDetector]) -> dict[str, list]:
     return events
 
 
+def run_subblocks(sb, detectors: dict[str, FallDetector], step: int = 100) -> dict[str, list]:
+    """:func:`run_capture` from a capture's cached 0.1 s statistics
+    (:func:`models.train_uwb_fall.capture_subblocks`, the same conditioning on 10 s
+    chunks): the features and events are the same, the simulation is skipped."""
+    from sensing.uwb.fall import SubBlocks
+
+    ex = FallFeatureExtractor()
+    events: dict[str, list] = {k: [] for k in detectors}
+    for i in range(0, len(sb.t_s), step):
+        sl = slice(i, i + step)
+        t, X, starts, gated = ex.push_subblocks(SubBlocks(sb.t_s[sl], sb.noise[sl], sb.E[sl],
+                                                          sb.F[sl], sb.S[sl], sb.nf[sl]))
+        for k, det in detectors.items():
+            p = det.probabilities(X, gated) if len(t) else np.zeros(0)
+            events[k] += det.decide(t, p, starts, X, ex.recent)
+    return events
+
+
+def subblock_activity(sb) -> list[tuple[float, float]]:
+    """``(t, trailing 0.3 s mean of the log fast change)`` per sub-block: what
+    :attr:`sensing.uwb.fall.FallFeatureExtractor.recent` gives chunk by chunk (for
+    ``fall_cleared``), for a whole capture at once."""
+    from sensing.uwb.fall import _top_mean
+
+    if not len(sb.t_s):
+        return []
+    lf = np.log(np.maximum(_top_mean((sb.F / (2 * sb.noise[:, None])).astype(np.float32)),
+                           1e-3))
+    c = np.concatenate([[0.0], np.cumsum(lf)])
+    i = np.arange(len(lf))
+    lo = np.maximum(i - 2, 0)
+    trail = (c[i + 1] - c[lo]) / (i + 1 - lo)
+    return list(zip(sb.t_s.tolist(), trail.tolist(), strict=True))
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(models_dir: str | None, cache: str | None) -> None:
+    """Per-process models (ONNX sessions do not pickle) and operating points."""
+    from agent.inference import load_model
+
+    int8 = load_model("uwb_fall", models_dir=models_dir, precision="int8")
+    fp32 = load_model("uwb_fall", models_dir=models_dir, precision="fp32")
+    _WORKER.update(models=detector_models(int8, fp32), ops=detector_ops(int8.meta),
+                   cache=cache)
+
+
+def detector_models(int8: Any, fp32: Any) -> dict[str, Any]:
+    """Detector name -> model (None: the rule)."""
+    return {"int8": int8, "fp32": fp32, "int8_quiet": int8, "int8_sensitive": int8,
+            "fp32_sensitive": fp32, "rule": None}
+
+
+def detector_ops(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Detector name -> operating point (a model without a ``sensitive`` point: its
+    ``default``)."""
+    from sensing.uwb.pipelines.fall import RULE_OPERATING_POINT, model_operating_point
+
+    names = set((meta.get("extra") or {}).get("operating_points") or {})
+    d = model_operating_point(meta, "default")
+    q = model_operating_point(meta, "quiet")
+    s = model_operating_point(meta, "sensitive") if "sensitive" in names else d
+    return {"int8": d, "fp32": d, "int8_quiet": q, "int8_sensitive": s, "fp32_sensitive": s,
+            "rule": dict(RULE_OPERATING_POINT)}
+
+
+def _job(job: tuple[str, int, float, float, int]) -> tuple[dict[str, Any], dict[str, list]]:
+    """One capture (simulated, or its cached sub-blocks): truth and per-detector events
+    as plain tuples ``(kind, offset_s, detect_s)``."""
+    from sensing.uwb.simulators.activity import simulate
+
+    kind, seed, duration_s, fs, falls = job
+    dets = make_detectors(_WORKER["models"], _WORKER["ops"])
+    if _WORKER["cache"]:
+        from models.train_uwb_fall import capture_features, capture_subblocks
+
+        c = capture_features(seed, duration_s, falls, fs, cache=_WORKER["cache"])
+        sb = capture_subblocks(seed, duration_s, falls, fs, cache=_WORKER["cache"])["sb"]
+        truth = {"falls": c["falls"], "intervals": c["intervals"],
+                 "duration_s": c["hours"] * 3600.0}
+        recent = subblock_activity(sb)
+        evs = {}
+        for k, det in dets.items():
+            p = (det.probabilities(c["X"], c["gated"]) if len(c["t"])
+                 else np.zeros(0, np.float32))
+            evs[k] = det.decide(c["t"], p, c["start"], c["X"], recent)
+    else:
+        cap = simulate(seed=seed, duration_s=duration_s, falls=falls, fs_hz=fs)
+        tr = cap.truth()
+        truth = {"falls": tr["falls"], "intervals": tr["intervals"],
+                 "duration_s": cap.duration_s}
+        evs = run_capture(cap, dets)
+    return truth, {k: [(e.kind, e.offset_s, e.detect_s) for e in v] for k, v in evs.items()}
+
+
+def _results(jobs: list, workers: int, models_dir: str | None, cache: str | None):
+    """``(truth, events)`` per job, in order, on ``workers`` processes."""
+    if workers <= 1:
+        _init_worker(models_dir, cache)
+        for j in jobs:
+            yield _job(j)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, initializer=_init_worker,
+                             initargs=(models_dir, cache)) as pool:
+        yield from pool.map(_job, jobs)
+
+
 def make_detectors(models: dict[str, Any], ops: dict[str, dict]) -> dict[str, FallDetector]:
     out = {}
     for k, m in models.items():
@@ -108,24 +218,23 @@ def main() -> int:
     ap.add_argument("--breathing", type=int, default=12, help="breathing captures")
     ap.add_argument("--json", default=None, help="write the figures as JSON here")
     ap.add_argument("--models-dir", default=None)
+    ap.add_argument("--cache", default=None,
+                    help="directory for the captures' 0.1 s statistics (simulate once)")
+    ap.add_argument("--workers", type=int, default=1, help="processes")
+    ap.add_argument("--ordinary-seed0", type=int, default=ORD_SEED0,
+                    help="first seed of the ordinary hours")
     args = ap.parse_args()
     from agent.inference import load_manifest, load_model
-    from sensing.uwb.pipelines.fall import RULE_OPERATING_POINT, model_operating_point
-    from sensing.uwb.simulators.activity import simulate
-
     t_start = time.time()
     int8 = load_model("uwb_fall", models_dir=args.models_dir, precision="int8")
     fp32 = load_model("uwb_fall", models_dir=args.models_dir, precision="fp32")
-    op = model_operating_point(int8.meta, "default")
-    quiet = model_operating_point(int8.meta, "quiet")
-    # detector name -> model (None: the rule) and its operating point
-    models = {"int8": int8, "fp32": fp32, "int8_quiet": int8, "fp32_quiet": fp32,
-              "rule": None}
-    ops = {"int8": op, "fp32": op, "int8_quiet": quiet, "fp32_quiet": quiet,
-           "rule": dict(RULE_OPERATING_POINT)}
+    models = detector_models(int8, fp32)
+    ops = detector_ops(int8.meta)
+    op, quiet = ops["int8"], ops["int8_quiet"]
     entry = load_manifest(args.models_dir)["models"]["uwb_fall"]
     sizes = {k: entry["precisions"][k]["size_bytes"] for k in ("fp32", "int8")}
     res: dict[str, Any] = {"operating_point": op, "quiet_operating_point": quiet,
+                           "sensitive_operating_point": ops["int8_sensitive"],
                            "rule_operating_point": ops["rule"],
                            "sizes_bytes": sizes,
                            "int8_over_fp32_size": round(sizes["int8"] / sizes["fp32"], 4)}
@@ -137,17 +246,16 @@ def main() -> int:
     cleared_delays: list[float] = []
     cleared_missed = cleared_spurious = 0
     fall_hours = 0.0
-    for i in range(args.captures):
-        seed = FALL_SEED0 + i
-        fs = HELDOUT_RATES[i % len(HELDOUT_RATES)]
-        cap = simulate(seed=seed, duration_s=FALL_CAPTURE_S, falls=2, fs_hz=fs)
-        truth = cap.truth()
+    fall_jobs = [("fall", FALL_SEED0 + i, FALL_CAPTURE_S, HELDOUT_RATES[i % len(HELDOUT_RATES)],
+                  2) for i in range(args.captures)]
+    for i, (truth, evs) in enumerate(_results(fall_jobs, args.workers, args.models_dir,
+                                              args.cache)):
+        seed, fs = fall_jobs[i][1], fall_jobs[i][3]
         falls = truth["falls"]
         n_falls += len(falls)
-        fall_hours += cap.duration_s / 3600
-        evs = run_capture(cap, make_detectors(models, ops))
+        fall_hours += truth["duration_s"] / 3600
         for k, ev in evs.items():
-            fe = [{"onset_s": e.offset_s, "detect_s": e.detect_s} for e in ev if e.kind == "fall"]
+            fe = [{"onset_s": o, "detect_s": d} for kind, o, d in ev if kind == "fall"]
             tp, fp, d, er = match_events(fe, falls)
             r = per[k]
             r["tp"] += tp
@@ -160,18 +268,18 @@ def main() -> int:
                         a = activity_at(truth["intervals"], e["onset_s"])
                         r["fp_at"][a] = r["fp_at"].get(a, 0) + 1
             if k == "int8":
-                cl = [e for e in ev if e.kind == "fall_cleared"]
+                cl = [(o, d) for kind, o, d in ev if kind == "fall_cleared"]
                 for f in falls:
                     hits = [e for e in cl if f["cleared_s"] is not None
-                            and f["cleared_s"] - 2 <= e.offset_s <= f["cleared_s"] + 15]
+                            and f["cleared_s"] - 2 <= e[0] <= f["cleared_s"] + 15]
                     if f["cleared_s"] is not None:
                         if hits:
-                            cleared_delays.append(hits[0].detect_s - f["cleared_s"])
+                            cleared_delays.append(hits[0][1] - f["cleared_s"])
                         else:
                             cleared_missed += 1
                 cleared_spurious += sum(
                     1 for e in cl if not any(f["cleared_s"] is not None and f["cleared_s"] - 2
-                                             <= e.offset_s <= f["cleared_s"] + 15 for f in falls))
+                                             <= e[0] <= f["cleared_s"] + 15 for f in falls))
         print(f"  fall capture {i + 1}/{args.captures} seed {seed} {fs:.0f} Hz: "
               + ", ".join(f"{k} {per[k]['tp']}/{n_falls} fp {per[k]['fp']}" for k in per),
               flush=True)
@@ -197,19 +305,24 @@ def main() -> int:
     fa_at: dict[str, dict[str, int]] = {k: {} for k in models}
     hours = 0.0
     time_at: dict[str, float] = {}
-    for i in range(n_caps):
-        cap = simulate(seed=ORD_SEED0 + i, duration_s=ORD_CAPTURE_S, falls=0, fs_hz=ORD_RATE)
-        iv = cap.truth()["intervals"]
+    ord_jobs = [("ordinary", args.ordinary_seed0 + i, ORD_CAPTURE_S, ORD_RATE, 0)
+                for i in range(n_caps)]
+    fa_list: list[dict[str, Any]] = []
+    for i, (truth, evs) in enumerate(_results(ord_jobs, args.workers, args.models_dir,
+                                              args.cache)):
+        iv = truth["intervals"]
         for d in iv:
             time_at[d["label"]] = time_at.get(d["label"], 0.0) + d["end_s"] - d["start_s"]
-        hours += cap.duration_s / 3600
-        evs = run_capture(cap, make_detectors(models, ops))
+        hours += truth["duration_s"] / 3600
         for k, ev in evs.items():
-            for e in ev:
-                if e.kind == "fall":
+            for kind, o, d in ev:
+                if kind == "fall":
                     fa[k] += 1
-                    a = activity_at(iv, e.offset_s)
+                    a = activity_at(iv, o)
                     fa_at[k][a] = fa_at[k].get(a, 0) + 1
+                    if k == "int8":
+                        fa_list.append({"seed": ord_jobs[i][1], "onset_s": round(o, 2),
+                                        "detect_s": round(d, 2), "activity": a})
         print(f"  ordinary hour {i + 1}/{n_caps}: {hours:.1f} h, false alarms "
               + ", ".join(f"{k} {fa[k]}" for k in fa), flush=True)
     days = hours / 24
@@ -218,7 +331,8 @@ def main() -> int:
         "activity_hours": {k: round(v / 3600, 2) for k, v in sorted(time_at.items())},
         **{k: {"false_alarms": fa[k], "per_day": round(fa[k] / days, 3),
                "per_day_95_upper": round(poisson_upper(fa[k]) / days, 3),
-               "by_activity": fa_at[k]} for k in models}}
+               "by_activity": fa_at[k]} for k in models},
+        "int8_false_alarms": fa_list}
     print(json.dumps(res["ordinary"], indent=1), flush=True)
 
     # ------------------------------------------------------------------ file path
@@ -230,7 +344,7 @@ def main() -> int:
         out = os.path.join(td, "fall.npz")
         truth = SIMULATORS.get("uwb-activity")(out, seed=FALL_SEED0 + 999, duration_s=60,
                                                falls=1, fs_hz=100.0)
-        pipe = PIPELINES.get("uwb_fall")()
+        pipe = PIPELINES.get("uwb_fall")(models_dir=args.models_dir)
         dets = []
         for fr in open_capture(out):
             dets += pipe.push(fr)

@@ -19,7 +19,7 @@ Splits (disjoint seeds):
   without falls (seeds 65 000–65 119, 900 s each) (model fitting, int8 calibration);
 * tune: seeds 50 000–50 019 (40 falls) and 46 h of ordinary activity (seeds
   60 000–60 039 at 50–120 Hz, 61 000–61 071 at 50 Hz, 61 100–61 171 at 100 Hz): choose
-  the event operating point (threshold, k of n windows, stillness confirmation) — together
+  the event operating point (threshold, k of n windows or running mean, stillness) — together
   with the 20 falls of the val captures;
 * val: seeds 100 000–100 009: the toolchain's held-out set (fp32 vs int8 gate, .val.npz).
 
@@ -35,6 +35,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,8 @@ from sensing.wifi.fall import (
     extract_features,
     window_labels,
 )
+
+_F_PEAK, _F_T_PEAK, _F_RISE = (FEATURE_NAMES.index(k) for k in ("peak_log", "t_peak_s", "rise_s"))
 
 SEED = 0
 #: v5: 400 × 240 s, 800 falls (v4: seeds 0–159, 320 falls; 2.5× the fall windows raised
@@ -96,6 +99,12 @@ CONSECUTIVE = (4, 6, 8, 10, 12, 14, 16)
 #: Run lengths (windows) in which ``consecutive`` windows must reach the threshold
 #: (None = ``consecutive`` in a row).
 WITHIN = (None, 16, 20, 24, 32)
+#: v6: the detector may threshold the mean fall probability of the last ``average``
+#: windows instead of each window (1 = the k-of-n grid above); with ``average`` > 1 the
+#: grid is MEAN_THRESHOLDS × MEAN_CONSECUTIVE (in a row) × STILL_LOGS.
+AVERAGES = (1, 4, 6, 8, 10, 12, 16)
+MEAN_THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+MEAN_CONSECUTIVE = (1, 2, 4)
 #: Post-fall stillness confirmation: ``peak_log`` limits tried (None = no confirmation),
 #: over ``STILL_S`` seconds starting ``SETTLE_S`` after the onset (FallDetector).
 STILL_LOGS = (None, 2.0)
@@ -232,16 +241,98 @@ def match_events(events, intervals: list[dict[str, Any]],
 
 def events_for(capture: dict[str, Any], proba: np.ndarray, threshold: float,
                consecutive: int, method: str = "model", still_log: float | None = None,
-               within: int | None = None):
+               within: int | None = None, average: int = 1):
     """Run the detector's decision logic on a capture's precomputed window probabilities
     (``still_log``: stillness confirmation over ``STILL_S`` s, None = off; ``within``: run
-    length, None = ``consecutive``)."""
+    length, None = ``consecutive``; ``average``: windows averaged before the threshold)."""
     still = {} if still_log is None else {"still_s": STILL_S, "still_log": still_log,
                                           "settle_s": SETTLE_S}
     det = FallDetector(threshold=threshold, consecutive=consecutive, within=within,
-                       **still)
+                       average=average, **still)
     det.method = method
     return det.step(capture["ends"], capture["X"], proba)
+
+
+def running_mean(p: np.ndarray, n: int) -> np.ndarray:
+    """The detector's running mean of the last ``n`` window probabilities (the first
+    ``n - 1`` windows divided by ``n`` too, as :class:`FallDetector` does)."""
+    c = np.r_[0.0, np.cumsum(np.asarray(p, float))]
+    k = np.arange(len(p))
+    return (c[k + 1] - c[np.maximum(k - n + 1, 0)]) / n
+
+
+@dataclass
+class FastEvent:
+    """What :func:`fast_events` reports of an event (the fields :func:`match_events` reads)."""
+
+    onset_s: float
+    detect_s: float
+
+
+def fast_events(capture: dict[str, Any], proba: np.ndarray, threshold: float,
+                consecutive: int, still_log: float | None = None, within: int | None = None,
+                average: int = 1, refractory_s: float = 30.0,
+                warmup_s: float = 20.0) -> list[FastEvent]:
+    """The events :func:`events_for` gives (same onsets and decision times), computed with
+    numpy over runs instead of window by window: the operating-point search runs the
+    decision ~600 times over 46 h of windows. ``tests/test_wifi_fall.py`` checks it
+    against :meth:`FallDetector.step`."""
+    ends = np.asarray(capture["ends"], float)
+    X = capture["X"]
+    score = running_mean(proba, average) if average > 1 else np.asarray(proba, float)
+    high = score >= threshold
+    n = len(ends)
+    within = max(int(within or consecutive), consecutive)
+    cum = np.r_[0, np.cumsum(high)]
+    win_s = WINDOW_S + POST_S
+    out: list[FastEvent] = []
+    last_on = -np.inf
+    r = int(np.searchsorted(ends, warmup_s))  # the first input fed to the debouncer
+    while r < n:
+        idx = np.arange(r, n)
+        cnt = cum[idx + 1] - cum[np.maximum(r, idx - within + 1)]
+        ok = np.flatnonzero((cnt >= consecutive) & (ends[idx] - last_on >= refractory_s))
+        if not len(ok):
+            break
+        i = int(idx[ok[0]])
+        lo_w = max(r, i - within + 1)
+        j = lo_w + int(np.argmax(high[lo_w:i + 1]))  # the first high window of the run
+        onset = round(float(ends[j] - win_s + X[j, _F_T_PEAK] - X[j, _F_RISE]), 3)
+        r = i + 1
+        if still_log is None:
+            out.append(FastEvent(onset, float(ends[i])))
+            last_on = float(ends[i])
+            continue
+        lo, hi = onset + SETTLE_S, onset + SETTLE_S + STILL_S
+        k = r
+        while k < n:  # the pending candidate consumes windows until confirmed or dropped
+            t = float(ends[k])
+            if t - win_s >= lo - 1e-6 and X[k, _F_PEAK] > still_log:
+                break
+            if t >= hi - 1e-6:
+                out.append(FastEvent(onset, t))
+                last_on = t
+                break
+            k += 1
+        r = k + 1
+    return out
+
+
+def operating_point_grid() -> list[tuple[int, float, int, int | None, float | None]]:
+    """Every ``(average, threshold, consecutive, within, still_log)`` that
+    :func:`choose_operating_point` tries."""
+    grid = []
+    for sl in STILL_LOGS:
+        for thr in THRESHOLDS:
+            for cons in CONSECUTIVE:
+                for wi in WITHIN:
+                    if wi is None or wi > cons:
+                        grid.append((1, thr, cons, wi, sl))
+        for avg in AVERAGES:
+            if avg > 1:
+                grid += [(avg, thr, cons, None, sl) for thr in MEAN_THRESHOLDS
+                         for cons in MEAN_CONSECUTIVE]
+    return grid
 
 
 def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
@@ -253,39 +344,44 @@ def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
 def choose_operating_point(fall_caps, ordinary_caps, proba_fn,
                            max_false_per_day: float = OPERATING_POINTS["default"]
                            ) -> dict[str, Any]:
-    """Best (threshold, consecutive, stillness limit) on the tuning split: false events
-    (false alarms on the ordinary-activity hours + false positives on the fall captures)
-    within ``max_false_per_day`` per day of ordinary hours, rounded to whole events (else
-    fewest), then highest event F1, then fewest consecutive windows."""
+    """Best decision setting of :func:`operating_point_grid` on the tuning split: false
+    events (false alarms on the ordinary-activity hours + false positives on the fall
+    captures) within ``max_false_per_day`` per day of ordinary hours, rounded to whole
+    events (else fewest), then highest event F1, then fewest windows.
+
+    An ordinary capture whose (running-mean) fall probability never reaches the threshold
+    after the warm-up cannot raise an event; it is not run through the detector (same
+    result, much faster)."""
     pf = [proba_fn(c["X"]) for c in fall_caps]
     po = [proba_fn(c["X"]) for c in ordinary_caps]
+    warm = FallDetector().warmup_s
+    peak = {avg: np.array([float(np.max(running_mean(p, avg)[c["ends"] >= warm], initial=0.0))
+                           for c, p in zip(ordinary_caps, po, strict=True)])
+            for avg in AVERAGES}
     hours = sum(c["duration_s"] for c in ordinary_caps) / 3600
     allowed = round(max_false_per_day * hours / 24)
     best = None
     table = []
-    for sl in STILL_LOGS:
-        for thr in THRESHOLDS:
-            for cons in CONSECUTIVE:
-                for wi in WITHIN:
-                    if wi is not None and wi <= cons:
-                        continue
-                    tp = fp = fn = 0
-                    for c, p in zip(fall_caps, pf, strict=True):
-                        a, b, m = match_events(events_for(c, p, thr, cons, still_log=sl,
-                                                          within=wi), c["intervals"])
-                        tp, fp, fn = tp + a, fp + b, fn + m
-                    fa = sum(len(events_for(c, p, thr, cons, still_log=sl, within=wi))
-                             for c, p in zip(ordinary_caps, po, strict=True))
-                    f1 = prf(tp, fp, fn)[2]
-                    key = (max(fa + fp - allowed, 0), -round(f1, 3), cons, wi or cons,
-                           sl is not None)
-                    table.append({"threshold": thr, "consecutive": cons, "within": wi,
-                                  "still_log": sl, "tp": tp, "fp": fp, "fn": fn,
-                                  "f1": round(f1, 4), "ordinary_false_alarms": fa})
-                    if best is None or key < best[0]:
-                        best = (key, thr, cons, wi, sl, f1, fa, tp, fp, fn)
-    _, thr, cons, wi, sl, f1, fa, tp, fp, fn = best
+    for avg, thr, cons, wi, sl in operating_point_grid():
+        kw = {"still_log": sl, "within": wi, "average": avg}
+        tp = fp = fn = 0
+        for c, p in zip(fall_caps, pf, strict=True):
+            a, b, m = match_events(fast_events(c, p, thr, cons, **kw), c["intervals"])
+            tp, fp, fn = tp + a, fp + b, fn + m
+        fa = sum(len(fast_events(ordinary_caps[i], po[i], thr, cons, **kw))
+                 for i in np.flatnonzero(peak[avg] >= thr))
+        f1 = prf(tp, fp, fn)[2]
+        key = (max(fa + fp - allowed, 0), -round(f1, 3), avg + cons, wi or cons,
+               sl is not None)
+        table.append({"average": avg, "threshold": thr, "consecutive": cons, "within": wi,
+                      "still_log": sl, "tp": tp, "fp": fp, "fn": fn, "f1": round(f1, 4),
+                      "ordinary_false_alarms": fa})
+        if best is None or key < best[0]:
+            best = (key, avg, thr, cons, wi, sl, f1, fa, tp, fp, fn)
+    _, avg, thr, cons, wi, sl, f1, fa, tp, fp, fn = best
     op: dict[str, Any] = {"threshold": thr, "consecutive": cons, "refractory_s": 30.0}
+    if avg > 1:
+        op["average"] = avg
     if wi is not None:
         op["within"] = wi
     if sl is not None:
@@ -324,7 +420,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="reuse/store per-capture features here (same seeds -> same features)")
     ap.add_argument("--quick", action="store_true",
                     help="tiny run for smoke testing (NOT the shipped model)")
+    ap.add_argument("--retune", action="store_true",
+                    help="keep the written model; only choose its operating points again "
+                         "(tune + val, tune ordinary hours) and update its manifest entry")
     args = ap.parse_args(argv)
+    if args.retune:
+        return retune(args.cache, args.out_dir)
     train, tune, tune_ord, val = TRAIN_SEEDS, TUNE_SEEDS, TUNE_ORDINARY_SEEDS, VAL_SEEDS
     train_ord = TRAIN_ORDINARY_SEEDS
     if args.quick:
@@ -420,6 +521,47 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def tuning_captures(cache: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The operating-point captures: tune + val fall captures, tune ordinary hours."""
+    falls = [capture_features(s, cache=cache) for s in [*TUNE_SEEDS, *VAL_SEEDS]]
+    ords = [capture_features(s, duration_s=ORDINARY_S, falls=0, cache=cache)
+            for s in TUNE_ORDINARY_SEEDS]
+    ords += [capture_features(s, duration_s=ORDINARY_S, falls=0, rate_hz=rate, cache=cache)
+             for seeds, rate in TUNE_ORDINARY_EXTRA for s in seeds]
+    return falls, ords
+
+
+def retune(cache: str | None, out_dir: str | None = None) -> int:
+    """Choose the operating points of the written ``fall`` model again (same rule and
+    captures as :func:`main`, on its fp32 ONNX graph = the fitted ensemble) and store them
+    in its manifest entry (``extra.operating_point(s)``, ``extra.tuning``,
+    ``extra.event_level``); the model files and their hashes are not touched."""
+    from agent.inference import load_manifest, load_model
+    from models.toolchain import MODELS_DIR, update_manifest
+
+    t0 = time.time()
+    model = load_model("fall", models_dir=out_dir, precision="fp32")
+    fi = model.labels.index("fall")
+    falls, ords = tuning_captures(cache)
+    _progress(f"tuning captures loaded ({time.time() - t0:.0f} s)")
+    ops = {name: choose_operating_point(falls, ords,
+                                        lambda Z: model.predict_proba(Z)[:, fi], per_day)
+           for name, per_day in OPERATING_POINTS.items()}
+    for name, op in ops.items():
+        _progress(f"operating point {name}: {[(k, op[k]) for k in op if k != 'grid']}")
+    ev = {name: _event_comparison(out_dir, falls, ords, op) for name, op in ops.items()}
+    entry = dict(load_manifest(out_dir)["models"]["fall"])
+    entry["extra"] = {**entry["extra"],
+                      "operating_point": detector_options(ops["default"]),
+                      "operating_points": {n: detector_options(o) for n, o in ops.items()},
+                      "tuning": {n: {k: v for k, v in o.items() if k != "grid"}
+                                 for n, o in ops.items()},
+                      "event_level": ev}
+    update_manifest(out_dir or MODELS_DIR, "fall", entry)
+    _progress(f"event level on tune+val: {ev} ({time.time() - t0:.0f} s)")
+    return 0
+
+
 #: Metric of the toolchain's int8-vs-fp32 gate. Window accuracy over the 7 classes; the
 #: fall-class F1 of int8 vs fp32 (the done criterion) is reported by benchmarks/eval_fall.py.
 #: (macro F1 over 7 partly confusable classes flips by > 1 point on a few boundary windows.)
@@ -447,11 +589,13 @@ def _event_comparison(out_dir: str | None, fall_caps, ordinary_caps,
         for c in fall_caps:
             a, b, m = match_events(events_for(c, model.predict_proba(c["X"])[:, fi],
                                               op["threshold"], op["consecutive"],
-                                              still_log=still, within=op.get("within")),
+                                              still_log=still, within=op.get("within"),
+                                              average=op.get("average", 1)),
                                    c["intervals"])
             tp, fp, fn = tp + a, fp + b, fn + m
         fa = sum(len(events_for(c, model.predict_proba(c["X"])[:, fi], op["threshold"],
-                                op["consecutive"], still_log=still, within=op.get("within")))
+                                op["consecutive"], still_log=still, within=op.get("within"),
+                                average=op.get("average", 1)))
                  for c in ordinary_caps)
         p, r, f = prf(tp, fp, fn)
         out[precision] = {"tp": tp, "fp": fp, "fn": fn, "precision": round(p, 4),

@@ -53,6 +53,13 @@ TRAIN_SEEDS = range(0, 160)          # 320 falls
 TRAIN_ORDINARY_SEEDS = range(65_000, 65_024)   # 24 x 900 s = 6 h
 TUNE_SEEDS = range(50_000, 50_024)   # 48 falls
 TUNE_ORDINARY_SEEDS = range(60_000, 60_010)    # 10 x 1800 s = 5 h
+TUNE_ORDINARY_HOUR_SEEDS = range(61_000, 61_006)   # 6 x 3600 s = 6 h
+#: Hard negatives: the short posture changes and walks that a fall detector confuses
+#: (no shower, no empty room), densely: train 60 x 600 s = 10 h, tune 20 x 600 s = 3.3 h.
+HARD_ACTIVITIES = "walk,still,sit,squat,bend,pick_up,lie_down"
+TRAIN_HARD_SEEDS = range(70_000, 70_060)
+TUNE_HARD_SEEDS = range(71_000, 71_020)
+HARD_S = 600.0
 VAL_SEEDS = range(100_000, 100_012)  # 24 falls
 FALL_CAPTURE_S = 150.0
 FALLS_PER_CAPTURE = 2
@@ -60,17 +67,23 @@ ORDINARY_S = 900.0
 TUNE_ORDINARY_S = 1800.0
 TRAIN_RATES = (50.0, 100.0)
 #: Candidate operating points (threshold x consecutive-of-within).
-THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
-K_OF_N = ((1, 1), (2, 2), (2, 3), (3, 3), (3, 4), (3, 5), (4, 5), (5, 5))
+THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998)
+K_OF_N = ((1, 1), (2, 2), (2, 3), (3, 3), (3, 4), (3, 5), (4, 4), (4, 5), (5, 5), (6, 6))
 #: A fall event matches a true fall when its onset is within this of the true onset (s).
 MATCH_S = 2.0
-#: Allowed false alarms per tuning day for the default operating point.
-FA_PER_DAY = 0.5
+#: Allowed false alarms per tuning day for the default operating point (the target).
+FA_PER_DAY = 1.0
 #: Hidden layers (sized so that the int8 file is <= 30 % of the fp32 one: the weights,
 #: not the graph, dominate) and the negative windows kept for fitting (a random subset:
 #: consecutive windows 0.2 s apart are nearly identical).
 HIDDEN = (256, 128)
-MAX_NEGATIVES = 60_000
+MAX_NEGATIVES = 80_000
+#: Hard-negative mining: training negatives the first fit scores at or above HARD_P are
+#: added HARD_COPIES times for a second fit (off by default: with the hard-negative
+#: captures in the training set the first fit scores only ~0.2 % of the training
+#: negatives >= 0.3, and a second fit doubles the training time).
+HARD_P = 0.3
+HARD_COPIES = int(os.environ.get("UWB_FALL_HARD_COPIES", "0"))   # 0: no second fit
 
 
 def rate_for(seed: int, rates: tuple[float, ...] = TRAIN_RATES) -> float:
@@ -177,9 +190,10 @@ def fall_set(seeds: Iterable[int], cache: str | None, *, rates: tuple[float, ...
 
 
 def ordinary_set(seeds: Iterable[int], cache: str | None, duration_s: float, *,
-                 rates: tuple[float, ...] = TRAIN_RATES) -> list[dict[str, Any]]:
-    return [capture_features(s, duration_s, 0, rate_for(s, rates), cache=cache)
-            for s in seeds]
+                 rates: tuple[float, ...] = TRAIN_RATES, activities: str | None = None
+                 ) -> list[dict[str, Any]]:
+    return [capture_features(s, duration_s, 0, rate_for(s, rates), activities=activities,
+                             cache=cache) for s in seeds]
 
 
 def windows(caps: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +218,17 @@ def detect(cap: dict[str, Any], proba: np.ndarray, params: FallDetectorParams) -
     deb = Debouncer(params.threshold, on_count=params.consecutive, on_window=params.within,
                     refractory_s=params.refractory_s, latch=False)
     out = []
-    for i, (t, p) in enumerate(zip(cap["t"], proba, strict=True)):
+    # only the windows less than `within` before or after a high one can change or see
+    # the k-of-n count: the others are skipped (same events, much faster over hours)
+    proba = np.asarray(proba)
+    hi = proba >= params.threshold
+    c = np.concatenate([[0], np.cumsum(hi)])
+    i = np.arange(len(hi))
+    n = params.within
+    keep = np.flatnonzero(c[np.minimum(i + n, len(hi))] - c[np.maximum(i - n + 1, 0)] > 0)
+    t_all = np.asarray(cap["t"])
+    for i in keep.tolist():
+        t, p = t_all[i], proba[i]
         tr = deb.step(float(t), float(p), item=i)
         if tr is not None and tr.kind == "on":
             j = tr.inputs[0].item
@@ -264,10 +288,11 @@ def capture_proba(cap: dict[str, Any], predict: Any) -> np.ndarray:
 
 def choose_operating_point(fall_caps, fall_p, ord_caps, ord_p, hours: float
                            ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Two named operating points: ``default`` = the best event F1 on the tuning falls
-    (false alarms on the tuning ordinary hours break ties); ``quiet`` = the best F1 among
-    the points with at most ``FA_PER_DAY * days`` false alarms on the tuning hours (or,
-    when no point is that low, the fewest any point has)."""
+    """Three named operating points: ``default`` = the best event F1 on the tuning falls
+    among the points with at most ``FA_PER_DAY * days`` false alarms on the tuning
+    ordinary hours (or, when no point is that low, the fewest any point has); ``quiet`` =
+    the fewest false alarms, then F1; ``sensitive`` = the best F1 whatever the false
+    alarms. Ties: fewer false alarms, more alerts within 3 s, fewer windows."""
     allowed = int(np.floor(FA_PER_DAY * hours / 24.0))
     table = []
     for thr in THRESHOLDS:
@@ -275,14 +300,22 @@ def choose_operating_point(fall_caps, fall_p, ord_caps, ord_p, hours: float
             prm = FallDetectorParams(threshold=thr, consecutive=k, within=n)
             s = event_scores(fall_caps, fall_p, prm)
             fa = sum(len(detect(c, p, prm)) for c, p in zip(ord_caps, ord_p, strict=True))
+            d = np.asarray(s["delays"])
             table.append({"threshold": thr, "consecutive": k, "within": n, "f1": s["f1"],
                           "tp": s["tp"], "fp_falls": s["fp"], "fa_ordinary": fa,
-                          "max_delay_s": max(s["delays"]) if s["delays"] else None})
+                          "within_3s": float((d <= 3.0).mean()) if len(d) else 0.0,
+                          "max_delay_s": float(d.max()) if len(d) else None})
+
+    def key(r: dict[str, Any]) -> tuple:
+        return (round(r["f1"], 4), -r["fa_ordinary"], round(r["within_3s"], 3),
+                -r["consecutive"])
+
     cap_fa = max(allowed, min(r["fa_ordinary"] for r in table))
-    ok = [r for r in table if r["fa_ordinary"] <= cap_fa]
-    quiet = max(ok, key=lambda r: (round(r["f1"], 4), -r["fa_ordinary"], -r["consecutive"]))
-    best = max(table, key=lambda r: (round(r["f1"], 4), -r["fa_ordinary"], -r["consecutive"]))
-    return {"default": best, "quiet": quiet}, table
+    best = max((r for r in table if r["fa_ordinary"] <= cap_fa), key=key)
+    fewest = min(r["fa_ordinary"] for r in table)
+    quiet = max((r for r in table if r["fa_ordinary"] == fewest), key=key)
+    sensitive = max(table, key=key)
+    return {"default": best, "quiet": quiet, "sensitive": sensitive}, table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,7 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     train = fall_set(TRAIN_SEEDS, args.cache) + ordinary_set(TRAIN_ORDINARY_SEEDS, args.cache,
                                                              ORDINARY_S)
     tune_f = fall_set(TUNE_SEEDS, args.cache)
-    tune_o = ordinary_set(TUNE_ORDINARY_SEEDS, args.cache, TUNE_ORDINARY_S)
+    train += ordinary_set(TRAIN_HARD_SEEDS, args.cache, HARD_S, activities=HARD_ACTIVITIES)
+    tune_o = (ordinary_set(TUNE_ORDINARY_SEEDS, args.cache, TUNE_ORDINARY_S)
+              + ordinary_set(TUNE_ORDINARY_HOUR_SEEDS, args.cache, 3600.0)
+              + ordinary_set(TUNE_HARD_SEEDS, args.cache, HARD_S, activities=HARD_ACTIVITIES))
     val = fall_set(VAL_SEEDS, args.cache)
     print(f"simulated + features in {time.time() - t0:.0f} s", flush=True)
     X, y = windows(train)
@@ -311,14 +347,34 @@ def main(argv: list[str] | None = None) -> int:
     neg = np.flatnonzero(y == 0)
     if len(neg) > MAX_NEGATIVES:
         neg = np.sort(rng.choice(neg, MAX_NEGATIVES, replace=False))
+    all_neg = np.flatnonzero(y == 0)
+    X_all = X
     idx = rng.permutation(np.concatenate([neg, pos, pos]))
-    X, y = X[idx], y[idx]
+    X, y = X_all[idx], y[idx]
     print(f"train windows {len(X)} (fall {int((y == 1).sum())}), val {len(Xv)} "
           f"(fall {int((yv == 1).sum())})", flush=True)
-    est = make_pipeline(StandardScaler(), MLPClassifier(
-        HIDDEN, alpha=1e-3, max_iter=80, early_stopping=True, random_state=SEED))
-    est.fit(X, y)
-    print(f"fitted in {time.time() - t0:.0f} s", flush=True)
+
+    def fit(A: np.ndarray, b: np.ndarray) -> Any:
+        e = make_pipeline(StandardScaler(), MLPClassifier(
+            HIDDEN, alpha=1e-3, max_iter=60, early_stopping=True, n_iter_no_change=6,
+            random_state=SEED))
+        return e.fit(A, b)
+
+    est = fit(X, y)
+    print(f"fitted in {time.time() - t0:.0f} s ({est[-1].n_iter_} epochs)", flush=True)
+    # hard-negative mining: every training negative the first fit scores >= HARD_P
+    # (most were not in the random subset) is added HARD_COPIES times, then refit
+    p_neg = est.predict_proba(X_all[all_neg])[:, 1]
+    hard = all_neg[p_neg >= HARD_P]
+    print(f"hard negatives (P >= {HARD_P}): {len(hard)} of {len(all_neg)}", flush=True)
+    if len(hard) and HARD_COPIES:
+        idx = rng.permutation(np.concatenate([idx] + [hard] * HARD_COPIES))
+        y_all = np.zeros(len(X_all), np.int64)
+        y_all[pos] = 1
+        X, y = X_all[idx], y_all[idx]
+        est = fit(X, y)
+        print(f"refitted on {len(X)} windows in {time.time() - t0:.0f} s "
+              f"({est[-1].n_iter_} epochs)", flush=True)
     predict = lambda A: est.predict_proba(A)[:, 1]  # noqa: E731
     tune_fp = [capture_proba(c, predict) for c in tune_f + val]
     tune_op = [capture_proba(c, predict) for c in tune_o]
@@ -331,8 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     keys = ("threshold", "consecutive", "within")
     ops = {name: {k: r[k] for k in keys} for name, r in points.items()}
     op = ops["default"]
-    entry = build_model(
-        MODEL_NAME, est, X, y, Xv, yv, labels=list(CLASSES), feature_names=list(FEATURE_NAMES),
+    from models.toolchain import QuantizationAccuracyError
+
+    def build(**quant: Any) -> dict[str, Any]:
+        return build_model(MODEL_NAME, est, X, y, Xv, yv, **quant, **common)
+
+    common = dict(
+        labels=list(CLASSES), feature_names=list(FEATURE_NAMES),
         fs_hz=1.0 / HOP_S, window_s=WINDOW_S, metric="f1", seed=SEED, out_dir=args.out_dir,
         description="UWB CIR fall vs ordinary activity (walk, sit, stand, lie on a bed, squat, "
                     "bend, pick up, shower): 8 s window decided 1.8 s after the burst",
@@ -341,6 +402,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"{SIM_VERSION}, features {FEATURE_VERSION}",
             "train_seeds": [TRAIN_SEEDS.start, TRAIN_SEEDS.stop - 1],
             "train_ordinary_seeds": [TRAIN_ORDINARY_SEEDS.start, TRAIN_ORDINARY_SEEDS.stop - 1],
+            "train_hard_seeds": [TRAIN_HARD_SEEDS.start, TRAIN_HARD_SEEDS.stop - 1],
+            "hard_activities": HARD_ACTIVITIES, "hard_capture_s": HARD_S,
+            "tune_ordinary_hour_seeds": [TUNE_ORDINARY_HOUR_SEEDS.start,
+                                         TUNE_ORDINARY_HOUR_SEEDS.stop - 1],
+            "tune_hard_seeds": [TUNE_HARD_SEEDS.start, TUNE_HARD_SEEDS.stop - 1],
             "tune_seeds": [TUNE_SEEDS.start, TUNE_SEEDS.stop - 1],
             "tune_ordinary_seeds": [TUNE_ORDINARY_SEEDS.start, TUNE_ORDINARY_SEEDS.stop - 1],
             "val_seeds": [VAL_SEEDS.start, VAL_SEEDS.stop - 1],
@@ -351,6 +417,16 @@ def main(argv: list[str] | None = None) -> int:
         extra={"operating_point": op, "operating_points": ops,
                "tuning": {"hours": round(hours, 2), **{n: r for n, r in points.items()}},
                "feature_version": FEATURE_VERSION, "sim_version": SIM_VERSION})
+    # the toolchain's int8 gate (<= 1 point): the default quantisation first, then the
+    # toolchain's own suggestions
+    for quant in ({}, {"per_channel": True}, {"calibration_size": 4000}):
+        try:
+            entry = build(**quant)
+            break
+        except QuantizationAccuracyError as exc:
+            print(f"int8 gate failed with {quant or 'defaults'}: {exc}", flush=True)
+    else:
+        raise SystemExit("uwb_fall: no quantisation passed the int8 gate")
     # event-level fp32 vs int8 on tune + val falls
     from agent.inference import load_model
 

@@ -135,9 +135,9 @@ def test_blinks_found_despite_head_motion(blink_capture):
     st = BlinkDetector()
     dets = [d for c in chunks for d in st.push(c)] + st.flush()
     sc = score_blinks(dets, truth)
-    # every blink found; the one-second head turn at 7.4 s costs two false blinks (a known
-    # limit, see docs/acoustic-sonar.md), the other transients are not taken for blinks
-    assert sc["recall"] == 1.0 and sc["fp"] <= 2, (sc, st.stats)
+    # every blink found, and neither the one-second head turn at 7.4 s nor the other
+    # transients are taken for blinks (the old log-amplitude detector made two here)
+    assert sc["recall"] == 1.0 and sc["fp"] == 0, (sc, st.stats)
     assert sc["onset_mae_s"] < 0.12
     st2 = BlinkDetector()
     dets2 = [d for c in _rechunk(chunks, 30_000) for d in st2.push(c)] + st2.flush()

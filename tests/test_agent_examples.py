@@ -174,4 +174,6 @@ def test_demo_events_match_the_samples_truth(tmp_path, capsys):
         assert 0.5 * dur < sz["value"] and sz["offset_s"] + sz["value"] <= onset + dur + 10.0
         assert alert["offset_s"] == sz["offset_s"] and alert["value"] is None
         assert alert["detected_at_s"] - onset <= 10.0
-        assert sz["confidence"] > 0.9 and alert["confidence"] > 0.9
+        # the alert comes at the first confirming window (its probability is over the
+        # detector's threshold, 0.5); the seizure event carries the peak probability
+        assert sz["confidence"] > 0.9 and alert["confidence"] > 0.5

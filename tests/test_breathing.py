@@ -323,3 +323,66 @@ def test_replay_empty_room_and_options(tmp_path, capsys):
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rc == 0 and [e["offset_s"] for e in events] == [20.0, 30.0, 40.0]
     assert all(e["window_s"] == 20.0 for e in events)
+
+
+# --------------------------------------------------------------------------- consensus
+def test_spectrum_helpers_match_estimate_rate():
+    """The wifi estimator's spectra path (computed once per window, kept for the
+    consensus) gives exactly what ``sensing.dsp.estimate_rate`` gives."""
+    from sensing import dsp
+    from sensing.wifi.breathing import best_candidate, candidate_spectra
+
+    rng = np.random.default_rng(9)
+    t = np.arange(300) / 10
+    x = (0.3 * rng.standard_normal((300, 8)) + 1j * 0.3 * rng.standard_normal((300, 8))
+         + np.outer(np.sin(2 * np.pi * 0.45 * t), rng.uniform(0.05, 0.2, 8)))
+    g = (0.2 * np.sin(2 * np.pi * 0.45 * t) + 0.3 * rng.standard_normal(300))[:, None]
+    ref = dsp.estimate_rate({"subcarriers": x, "gain": g}, 10.0, (0.09, 44 / 60), axis=0)
+    got = best_candidate(candidate_spectra(x, 10.0, min_bpm=6.0, extra_real=g), 300, 10.0)
+    assert got == ref and got.confidence > 0
+
+
+@pytest.mark.parametrize("rate_bpm,distance_m,snr_db,seed", [(36.0, 3.2, 25.0, 202),
+                                                             (22.0, 3.6, 30.0, 304)])
+def test_consensus_answers_weak_distant_breathing(rate_bpm, distance_m, snr_db, seed):
+    """One antenna, far from the link: no single window is confident, the spectra of the
+    last 60 s averaged (subcarriers and gain combined) are, and the rate is right."""
+    kw = dict(duration_s=75.0, rate_bpm=rate_bpm, distance_m=distance_m, snr_db=snr_db,
+              packet_rate_hz=100.0, seed=seed)
+    truth, frames = generate(**kw)
+    single = BreathingEstimator(consensus_s=0)
+    assert [d for fr in frames for d in single.push(fr)] == []
+    truth, frames = generate(**kw)
+    est = BreathingEstimator()
+    dets = [d for fr in frames for d in est.push(fr)]
+    assert len(dets) >= 3 and {d.extra["feature"] for d in dets} == {"consensus"}
+    sc = score_detections(dets, truth)
+    assert sc["false"] == 0 and max(abs(e) for e in sc["errors"]) < 1.0 and sc["mae"] < 0.5
+    assert all(0.2 <= d.confidence <= 1 for d in dets)
+
+
+def test_consensus_silent_in_empty_rooms_and_below_threshold():
+    """Empty rooms (AGC steps, 50–200 packets/s, 1 antenna): the consensus never answers,
+    and its confidence is all-or-nothing (consumers with a lower bar, like presence at 0.1,
+    get nothing from it below the calibrated threshold)."""
+    for seed, pr in ((41, 50.0), (42, 100.0), (43, 200.0)):
+        truth, frames = generate(duration_s=120.0, empty=True, packet_rate_hz=pr, seed=seed,
+                                 agc_jumps_per_min=3.0, snr_db=25.0)
+        est = BreathingEstimator(min_confidence=0.0)
+        est.trace = []
+        for fr in frames:
+            est.push(fr)
+        cons = [t for t in est.trace if "consensus_confidence" in t]
+        assert len(cons) >= 12
+        assert all(t["consensus_confidence"] == 0.0 for t in cons)
+        assert all(t["confidence"] < 0.2 for t in est.trace)
+
+
+def test_infant_band_up_to_60_bpm():
+    """``max_bpm=60`` (infants): a 52 breaths/min capture is answered at its rate."""
+    truth, frames = generate(duration_s=60.0, rate_bpm=52.0, distance_m=1.5, snr_db=30.0,
+                             packet_rate_hz=100.0, seed=61, depth_mm=3.0)
+    est = BreathingEstimator(max_bpm=60.0)
+    dets = [d for fr in frames for d in est.push(fr)]
+    sc = score_detections(dets, truth)
+    assert sc["coverage"] >= 0.8 and sc["mae"] < 0.6

@@ -127,7 +127,8 @@ def test_artefacts_in_non_seizure_eeg_raise_no_alarm(model, bonn):
 
     def run(x, gate):
         det = SeizureDetector(predict_proba=model.predict_proba, threshold=th,
-                              thresholds=ArtefactThresholds() if gate else NO_GATE)
+                              thresholds=ArtefactThresholds() if gate else NO_GATE,
+                              slow_wave_gate=gate)
         out = []
         for fr in LongRecording(x, [], []).chunks():
             out += det.push(fr)

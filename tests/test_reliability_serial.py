@@ -140,7 +140,7 @@ def test_unplug_replug_garbage_resync_backoff_and_other_streams_keep_running(tmp
         i = 0
         for plug in range(PLUGS):
             wait_for(lambda: stream("flaky")["state"] == "running" and "flaky" in sources
-                     and sources["flaky"]._port is not None, "the flaky port to (re)open")
+                     and sources["flaky"].is_open, "the flaky port to (re)open")
             # a replugged device starts mid-line: the tail of a line, then boot noise
             flaky.write(b'-3,4,5,6]"\n' if plug else b"")
             flaky.write(b"ets Jun  8 2016 00:22:57\r\nrst:0x1 (POWERON_RESET),boot:0x13\r\n")

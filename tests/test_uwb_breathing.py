@@ -256,3 +256,126 @@ def test_range_time_plot_shows_the_chest():
                          {"type": "presence", "offset_s": 10.0, "value": 1},
                          {"type": "fall", "offset_s": 12.0}], fig)
         assert len(fig.axes) == 3
+
+
+# -- shared and incremental conditioning: the same numbers, computed once ---------------
+
+def test_pipelines_share_the_conditioning_with_identical_events(monkeypatch):
+    from agent.pipelines.shared import SharedStages
+    from sensing.uwb.breathing import SlowTimeConditioner
+    from sensing.uwb.pipelines.breathing import UwbBreathingPipeline
+    from sensing.uwb.pipelines.presence import UwbPresencePipeline
+
+    calls = []
+    original = SlowTimeConditioner._condition
+
+    def counted(self, frames):
+        calls.append(id(frames))
+        return original(self, frames)
+
+    monkeypatch.setattr(SlowTimeConditioner, "_condition", counted)
+    fr = synth_cir(14.0, seconds=45, seed=8)
+    parts = list(chunks(fr, 50))
+
+    def events(bound):
+        pipes = [UwbBreathingPipeline(hop_s=2.0), UwbPresencePipeline()]
+        if bound:
+            shared = SharedStages()
+            for p in pipes:
+                p.bind(shared)
+        out = {p.name: [] for p in pipes}
+        for c in parts:
+            for p in pipes:
+                out[p.name] += p.push(c)
+        return out
+
+    calls.clear()
+    alone = events(False)
+    assert len(calls) == 2 * len(parts)  # each pipeline aligns every chunk once
+    calls.clear()
+    together = events(True)
+    assert len(calls) == len(parts)      # bound: one alignment per chunk for both
+    assert together == alone
+    assert alone["uwb_breathing"] and alone["uwb_presence"]
+
+
+def _reference_window(rows, times, end_s, length_s, p, rate):
+    """The slow-time window as a plain list-of-chunks history computes it."""
+    from sensing.uwb.breathing import _interp_cols
+
+    t = np.concatenate(times)
+    x = np.concatenate(rows)
+    sel = (t >= end_s - length_s - 1e-9) & (t <= end_s + 1e-9)
+    if sel.sum() < 16:
+        return None
+    t, x = t[sel], x[sel]
+    span = t[-1] - t[0]
+    if span < p.min_coverage * length_s:
+        return None
+    fs = min(rate, p.max_rate_hz)
+    n = max(int(np.floor(span * fs)) + 1, 8)
+    grid = t[0] + np.arange(n) / fs
+    grid = grid[grid <= t[-1] + 1e-9]
+    if np.max(np.diff(t), initial=0.0) > 30.0 / p.max_bpm:
+        return None
+    if len(grid) == len(t) and np.allclose(grid, t, atol=0.25 / fs):
+        return x
+    slow = np.empty((len(grid), x.shape[1]), np.complex64)
+    slow.real = _interp_cols(grid, t, x.real)
+    slow.imag = _interp_cols(grid, t, x.imag)
+    return slow
+
+
+@pytest.mark.parametrize("fs,shuffle", [(20.0, False), (50.0, False), (20.0, True)])
+def test_slow_time_window_equals_a_plain_history(fs, shuffle):
+    """The in-place history (appended rows, whole chunks dropped, windows by search) gives
+    the windows of a plain list of chunks bit for bit, times out of order included."""
+    from sensing.uwb.breathing import SlowTimeWindow, UwbBreathingParams
+
+    rng = np.random.default_rng(4)
+    p = UwbBreathingParams(window_s=10.0, hop_s=2.0)
+    win = SlowTimeWindow(p)
+    radar = synth_radar(seconds=60, fs=fs, seed=9)
+    t = radar.times_s + rng.uniform(0, 0.2 / fs, len(radar))  # irregular
+    if shuffle:
+        k = rng.integers(0, len(t) - 1, 20)
+        t[k], t[k + 1] = t[k + 1].copy(), t[k].copy()
+    rows, times, a, checked = [], [], 0, 0
+    while a < len(t):
+        b = min(len(t), a + int(rng.integers(1, 90)))
+        part = Frames(data=radar.data[a:b], times_s=t[a:b], fs_hz=fs, modality="radar",
+                      source="s", meta=radar.meta)
+        win.push(part)
+        rows.append(radar.data[a:b][:, win.columns])
+        times.append(t[a:b])
+        while len(times) > 1 and times[1][0] < t[b - 1] - win.keep_s:
+            rows.pop(0)
+            times.pop(0)
+        end = float(t[b - 1])
+        for length in (p.window_s, 3.0):
+            got = win.window(end, length)
+            ref = _reference_window(rows, times, end, length, p, fs)
+            assert (got is None) == (ref is None)
+            if ref is not None:
+                assert got[0].dtype == np.complex64
+                np.testing.assert_array_equal(got[0], ref)
+                checked += 1
+        a = b
+    assert checked > 20
+
+
+def test_presence_noise_level_equals_robust_std():
+    from sensing.dsp.outliers import robust_std
+    from sensing.uwb.presence import _robust_std_cols
+
+    rng = np.random.default_rng(6)
+    for n in (2, 3, 50, 199, 200):
+        for dtype in (np.float32, np.float64):
+            y = (rng.normal(size=(n, 9)) * 20).astype(dtype)
+            y[:, 2] = 3.0                      # ties
+            y[::2, 4] = y[0, 4]
+            got = _robust_std_cols(y)
+            assert got.dtype == robust_std(y, axis=0).dtype
+            np.testing.assert_array_equal(got, robust_std(y, axis=0))
+    y[1, 5] = np.nan
+    np.testing.assert_array_equal(_robust_std_cols(y), robust_std(y, axis=0))

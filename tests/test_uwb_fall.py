@@ -148,3 +148,54 @@ def test_low_frame_rate_is_explained():
     pipe = UwbFallPipeline()
     assert [d for d in _run(pipe, cap) if d.type == "fall"] == []
     assert "frame rate" in pipe.quiet_reason()
+
+
+def test_model_takes_every_feature():
+    from sensing.uwb.fall import FEATURE_NAMES, N_FEATURES
+
+    pipe = UwbFallPipeline()
+    assert pipe.method == "model"
+    model = pipe.model
+    assert model.n_features == N_FEATURES
+    assert list(model.meta["inputs"][0]["feature_names"]) == list(FEATURE_NAMES)
+
+
+def test_fall_vs_ordinary_features_are_finite_and_in_range():
+    from sensing.uwb.fall import FEATURE_NAMES, extract_features
+
+    cap = simulate(seed=FALL_SEEDS[1], duration_s=CLIP_S, falls=1, fs_hz=50, get_up=0.0)
+    _, X, _, gated = extract_features(cap.chunks(10.0))
+    live = X[~gated]
+    assert len(live) > 20 and np.isfinite(live).all()
+    f = {n: live[:, i] for i, n in enumerate(FEATURE_NAMES)}
+    assert ((f["posture_peak"] > 0) & (f["posture_peak"] <= 1)).all()
+    for n in ("gain_log", "loss_log", "posture_spread_m", "post_e_spread_m"):
+        assert (f[n] >= 0).all(), n
+    assert (np.abs(f["walk_ac"]) <= 2.0).all()
+    assert (np.abs(f["gain_shift_m"]) <= 64 * 0.151).all()   # within the 64-column window
+
+
+def test_training_event_logic_is_the_detector_debouncer():
+    """models.train_uwb_fall.detect skips windows far from any high one: same events as
+    feeding every window to the Debouncer (refractory time included)."""
+    from models.train_uwb_fall import detect
+    from sensing.dsp import Debouncer
+    from sensing.uwb.fall import FallDetectorParams
+
+    rng = np.random.default_rng(3)
+    for trial in range(12):
+        t = np.arange(800) * 0.2
+        p = rng.random(len(t)) ** rng.uniform(0.3, 4.0)
+        cap = {"t": t, "start": t - 1.0}
+        k, n = ((1, 1), (2, 3), (3, 5), (4, 4))[trial % 4]
+        prm = FallDetectorParams(threshold=float(rng.choice([0.3, 0.6, 0.9])), consecutive=k,
+                                 within=n, refractory_s=float(rng.choice([0.0, 5.0, 30.0])))
+        deb = Debouncer(prm.threshold, on_count=k, on_window=n,
+                        refractory_s=prm.refractory_s, latch=False)
+        ref = []
+        for i, (ti, pi) in enumerate(zip(t, p, strict=True)):
+            tr = deb.step(float(ti), float(pi), item=i)
+            if tr is not None and tr.kind == "on":
+                ref.append((float(t[tr.inputs[0].item] - 1.0), float(ti)))
+        got = [(e["onset_s"], e["detect_s"]) for e in detect(cap, p, prm)]
+        assert got == ref

@@ -342,3 +342,100 @@ def test_decaranging_fuzz_only_counted_rejects(tmp_path):
         assert runs[0] == runs[1]
 
     check()
+
+
+# -- block-wise parsing: the same as the line-by-line state machine -----------------------
+
+def _line_by_line(path, chunk_size):
+    """The reference: :meth:`DecaRangingParser.records` + :meth:`RecordBatcher.add` over
+    the file's lines (what the serial source does), as the reader did before it read in
+    blocks."""
+    from sensing.errors import RejectLog
+    from sensing.uwb.formats.decaranging import DecaRangingParser, RecordBatcher, labels_beside
+
+    rejects = RejectLog()
+    parser = DecaRangingParser(str(path), rejects)
+    parser._label = labels_beside(str(path))
+    if parser._label:
+        parser.meta["label"] = parser._label
+    batcher = RecordBatcher(str(path), chunk_size, parser)
+    out = []
+    with open(path, encoding="latin-1", newline=None) as fh:
+        for rec in parser.records(fh):
+            out += batcher.add(rec)
+    last = batcher.flush()
+    return out + ([last] if last is not None else []), rejects
+
+
+def _same_frames(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.data.dtype == y.data.dtype == np.complex64
+        np.testing.assert_array_equal(x.data, y.data)
+        np.testing.assert_array_equal(x.times_s, y.times_s)  # bit for bit
+        assert x.fs_hz == y.fs_hz
+        assert x.fields.keys() == y.fields.keys()
+        for k in x.fields:
+            assert x.fields[k].dtype == y.fields[k].dtype
+            np.testing.assert_array_equal(x.fields[k], y.fields[k])
+        assert x.meta == y.meta
+
+
+def _mixed_log(tmp_path, newline):
+    """A log of regular records (labels, ranging lines, > 17.2 s so the clock wraps) with
+    irregular parts: an RX error record, a mid-file Mode line, a record without Rx time,
+    a non-integer tap, an out-of-range tap, an accumulator cut by the next record."""
+    rng = np.random.default_rng(21)
+    n, taps = 60, 24
+    cir = rng.normal(0, 300, (n, taps)) + 1j * rng.normal(0, 300, (n, taps))
+    src = tmp_path / "src.log"
+    write_decaranging(src, cir, first_path_index=rng.uniform(3, 20, n),
+                      rxpacc=rng.integers(500, 1000, n), times_s=np.arange(n) * 0.4,
+                      distance_m=np.where(np.arange(n) % 3, np.nan, 2.5),
+                      labels=[("los", "nlos")[i % 2] for i in range(n)])
+    lines = src.read_text().splitlines()
+    acc = [i for i, s in enumerate(lines) if s.startswith("Accum Len")]
+    lines[acc[40] + 7] = "12, 4x"                       # BAD_VALUE
+    lines[acc[33] + 2] = "-40000, 1"                    # OUT_OF_RANGE
+    del lines[acc[25] + 10: acc[25] + taps + 1]          # TRUNCATED (cut by the next one)
+    lines[acc[18] - 3] = "21 12 Rx time = garbage"        # no clock: time from the rate
+    lines.insert(acc[12] - 3, "Mode: 2, Chan 5, Code 9, PRF 64, Plength 1024")
+    err = ["RX ERR PHR", f"Accum Len {taps}"] + ["1, 2"] * taps
+    lines[acc[6] - 3: acc[6] - 3] = err
+    text = newline.join(lines)
+    path = tmp_path / f"mixed{len(newline)}.log"
+    path.write_bytes(text.encode("latin-1"))  # no line end after the last line
+    return path
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("block", [97, 4096, None])
+def test_decaranging_block_parser_equals_line_by_line(tmp_path, monkeypatch, newline, block):
+    import sensing.uwb.formats.decaranging as deca
+
+    if block is not None:
+        monkeypatch.setattr(deca, "BLOCK_BYTES", block)   # records across block ends
+        monkeypatch.setattr(deca, "_LOOKAHEAD", 30)       # (every Accum Len here is < 30)
+    path = _mixed_log(tmp_path, newline)
+    for chunk_size in (1, 4, 1000):
+        ref, ref_rej = _line_by_line(path, chunk_size)
+        reader = DecaRangingReader(path, chunk_size=chunk_size)
+        got = list(reader)
+        _same_frames(got, ref)
+        assert reader.rejects.as_dict() == ref_rej.as_dict() == {
+            RejectReason.BAD_VALUE: 1, RejectReason.OUT_OF_RANGE: 1,
+            RejectReason.TRUNCATED_RECORD: 1}
+        assert [str(r) for r in reader.rejects.first] == [str(r) for r in ref_rej.first]
+        assert sum(len(c) for c in got) == 57  # 60 records, 3 malformed
+        assert got[-1].meta["rx_errors"] == 1 and got[-1].meta["channel"] == 5
+        labels = np.concatenate([c.fields["label"] for c in got])
+        assert set(labels) == {"los", "nlos"}
+
+
+def test_decaranging_block_parser_on_real_logs_equals_line_by_line():
+    folder = shared_path("uwb", "kolakowski-uwb-cirs-2018", "results")
+    for name in ("6.log", "37.log"):
+        ref, ref_rej = _line_by_line(folder / name, 50)
+        reader = DecaRangingReader(folder / name, chunk_size=50)
+        _same_frames(list(reader), ref)
+        assert reader.rejects.total == ref_rej.total == 0

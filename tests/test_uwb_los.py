@@ -104,3 +104,24 @@ def test_link_state_is_chunk_invariant(window_s):
             out += clf.push(fr)
         res.append(out + clf.flush())
     assert res[0] == res[1]
+
+
+def test_rule_features_are_the_columns_the_rule_reads():
+    from sensing.uwb.los import cir_features, rule_features
+
+    rng = np.random.default_rng(3)
+    taps = np.arange(1016.0)
+    x = np.stack([pulse(taps, 745.0 + rng.uniform(0, 1)) * rng.uniform(0.05, 1.5)
+                  + 0.5 * pulse(taps, 745.0 + rng.uniform(2, 12)) for _ in range(40)])
+    x = (x + 0.01 * rng.standard_normal(x.shape)).astype(np.complex64) * 1000
+    fp = rng.uniform(744.5, 746, 40)
+    fp[3] = np.nan                                         # detected instead
+    fsl = rng.uniform(-95, -80, 40)
+    dist = np.where(np.arange(40) % 2, np.nan, rng.uniform(1, 6, 40))
+    acc = rng.integers(600, 1000, 40)
+    full = cir_features(x, fp, acc, fsl - 3, fsl, distance_m=dist)
+    rule = rule_features(x, fp, acc, fsl, dist)
+    used = [FEATURES.index(k) for k in ("fp_to_peak_db", "peak_delay_taps", "fp_level_1m_dbm")]
+    np.testing.assert_array_equal(rule[:, used], full[:, used])
+    assert np.isnan(np.delete(rule, used, axis=1)).all()
+    np.testing.assert_array_equal(classify(rule), classify(full))

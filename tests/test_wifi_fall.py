@@ -258,6 +258,65 @@ def test_detector_consecutive_and_refractory():
     assert FallDetector(threshold=0.5, consecutive=3, warmup_s=0.0).step(ends, X, q) == []
 
 
+def test_detector_running_mean_of_windows():
+    """``average``: the threshold applies to the mean of the last n window probabilities
+    (the v6 operating points), which the tuning script's vectorised running mean
+    reproduces exactly."""
+    from models.train_fall import running_mean
+
+    ends = 10.0 + 0.5 * np.arange(80)
+    X = np.tile(_fall_like(), (80, 1)).astype(np.float32)
+    p = np.zeros(80)
+    p[10:13] = 0.8  # mean of 4 at most 0.6: below 0.7
+    p[70:74] = [0.9, 0.6, 0.9, 0.9]  # a dip: the mean of 4 is 0.825 at window 73
+    det = FallDetector(threshold=0.7, consecutive=1, average=4, warmup_s=0.0)
+    evs = det.step(ends, X, p)
+    assert [e.detect_s for e in evs] == [ends[73]]
+    assert evs[0].confidence == pytest.approx(0.825)
+    # per window, the dip would need a k-of-n rule; every window alone fires at once
+    assert [e.detect_s for e in FallDetector(threshold=0.7, consecutive=1, warmup_s=0.0)
+            .step(ends, X, p)] == [ends[10], ends[70]]
+    # chunked input gives the same events (the running mean carries over)
+    det2 = FallDetector(threshold=0.7, consecutive=1, average=4, warmup_s=0.0)
+    chunked = det2.step(ends[:72], X[:72], p[:72]) + det2.step(ends[72:], X[72:], p[72:])
+    assert [e.detect_s for e in chunked] == [ends[73]]
+    rng = np.random.default_rng(0)
+    q = rng.random(50)
+    m = running_mean(q, 6)
+    assert m[10] == pytest.approx(q[5:11].mean()) and m[2] == pytest.approx(q[:3].sum() / 6)
+    with pytest.raises(Exception, match="average"):
+        FallDetector(average=0)
+
+
+def test_fast_events_match_the_detector():
+    """The operating-point search's numpy decision (models.train_fall.fast_events) gives
+    the events of FallDetector.step: onsets and decision times, for k of n, running
+    means, refractory time and the stillness confirmation."""
+    from models.train_fall import events_for, fast_events
+
+    rng = np.random.default_rng(3)
+    n = 1200
+    ends = 5.0 + 0.5 * np.arange(n)
+    X = rng.normal(0, 1, (n, N_FEATURES)).astype(np.float32)
+    X[:, _F["peak_log"]] = rng.uniform(0.5, 3.0, n)
+    X[:, _F["t_peak_s"]] = rng.uniform(0, 10, n)
+    X[:, _F["rise_s"]] = rng.uniform(0, 2, n)
+    # bursts of high probability on a low background
+    p = np.clip(rng.normal(0.05, 0.05, n), 0, 1)
+    for start in rng.integers(0, n - 20, 30):
+        p[start:start + rng.integers(2, 16)] = rng.uniform(0.5, 1.0)
+    cap = {"ends": ends, "X": X}
+    n_events = 0
+    for avg, thr, cons, wi, sl in [(1, 0.7, 4, None, None), (1, 0.5, 4, 16, None),
+                                   (1, 0.9, 6, 20, 2.0), (8, 0.5, 1, None, None),
+                                   (12, 0.6, 2, None, 2.0), (4, 0.8, 4, None, None)]:
+        ref = events_for(cap, p, thr, cons, still_log=sl, within=wi, average=avg)
+        got = fast_events(cap, p, thr, cons, still_log=sl, within=wi, average=avg)
+        assert [(e.onset_s, e.detect_s) for e in got] == [(e.onset_s, e.detect_s) for e in ref]
+        n_events += len(ref)
+    assert n_events > 20
+
+
 def test_pipeline_falls_back_to_rule_with_warning(tmp_path, caplog):
     cls = PIPELINES.get("wifi_fall")
     # opt-in until it meets its targets (docs/fall.md)

@@ -39,8 +39,13 @@ def repeats(quick: bool, full: int = 5, fast: int = 3) -> int:
 
 def child_env(threads: int | None = 1) -> dict[str, str]:
     """Environment of a measured child: this checkout importable, math libraries on
-    ``threads`` threads (the agent's per-pipeline setting), no progress bars."""
+    ``threads`` threads (the agent's per-pipeline setting), the bytecode cache on, no
+    progress bars."""
     env = dict(os.environ)
+    # as after `pip install`, which byte-compiles the package: a child writes and reuses
+    # the bytecode cache even where this environment disables it (else every child
+    # compiles every module it imports, and that is counted in its time)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if threads:
         for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[v] = str(threads)

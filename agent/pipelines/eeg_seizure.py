@@ -7,8 +7,11 @@ confirmed onset (``detected_at_s``), ``seizure`` once it has ended (``offset_s``
 
 Options (``--set eeg_seizure.KEY=VALUE``, :class:`EegSeizureParams`): ``threshold``
 (default: the detector threshold tuned in training, stored in the manifest),
-``off_threshold``, ``smooth_windows`` (3), ``confirm_windows`` (2), ``release_windows`` (4),
-``min_channels`` (2), ``min_duration_s`` (10 s), ``alert`` (true), ``precision``
+``off_threshold``, ``smooth_windows`` (3), ``confirm_windows`` (1), ``release_windows`` (4),
+``min_channels`` (2), ``single_channel_threshold`` (0.99) and ``single_channel_windows`` (8:
+one channel alone counts when its artefact-free probability averages ≥ 0.99 over 8 windows),
+``slow_wave_gate`` (true: slow-delta windows are non-ictal),
+``min_peak`` (off), ``min_duration_s`` (10 s), ``alert`` (true), ``precision``
 ("int8"), ``threads`` (1), ``models_dir``, ``model`` ("seizure"). The analysis window is
 the model's (manifest ``inputs[0].window_s``).
 """

@@ -20,7 +20,10 @@ class WifiBreathingPipeline(Pipeline):
     (:class:`~sensing.wifi.breathing.BreathingParams`): ``window_s`` (30 s), ``hop_s``
     (5 s), ``fs_hz`` (10 Hz), ``min_bpm`` (6 bpm), ``max_bpm`` (40 bpm),
     ``min_confidence`` (0.2), ``motion_ratio``, ``max_motion_fraction``, ``min_coverage``,
-    ``max_gap_s`` (s). Emits nothing while the person moves or when no breathing is visible.
+    ``max_gap_s`` (s), ``consensus_s`` (60 s: the spectra of the windows of the last minute
+    averaged, subcarriers and gain combined, answer when no single window is confident;
+    0 turns it off). Infants: ``max_bpm=60``. Emits nothing while the person moves or when
+    no breathing is visible.
 
     Parameters
     ----------

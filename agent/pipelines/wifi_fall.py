@@ -89,7 +89,7 @@ class WifiFallPipeline(Pipeline):
         ``"sensitive"`` (more falls found, about twice the false alarms); see docs/fall.md.
         Default ``"default"``. Ignored by the rule; an unknown name is refused when the
         model is loaded.
-    threshold, consecutive, within, refractory_s, still_s, still_log, settle_s
+    threshold, average, consecutive, within, refractory_s, still_s, still_log, settle_s
         See :class:`sensing.wifi.fall.FallDetector` (default None: the model's operating
         point ``operating_point``; for the rule :data:`sensing.wifi.fall.RULE_OPERATING_POINT`).
     models_dir : str
@@ -100,7 +100,8 @@ class WifiFallPipeline(Pipeline):
     Params = WifiFallParams
     modalities = ("wifi_csi",)
     # Opt-in (``--pipeline wifi_fall`` or a config entry): on held-out simulation it keeps
-    # its false alarms below 1 per day but finds only about half the falls (docs/fall.md).
+    # its false alarms at 1 per day but finds only 58 % of the falls (event F1 0.73, target
+    # 0.9; docs/fall.md: the event stage is not what loses them).
     default = False
     event_types = ("fall",)
     description = "falls (fast descent, then lying still) from CSI; int8 ONNX model or rule"

@@ -52,6 +52,7 @@ import numpy as np
 from scipy import signal
 
 from sensing.detections import Detection
+from sensing.dsp.buffers import SosStream
 from sensing.dsp.debounce import Debouncer
 from sensing.frames import Frames
 from sensing.params import Params, param
@@ -61,6 +62,9 @@ __all__ = ["SPEED_OF_SOUND_M_S", "CwBaseband", "CwDemodulator", "DopplerFrame",
 
 #: Speed of sound in air at ~20 °C (m/s).
 SPEED_OF_SOUND_M_S = 343.0
+
+#: Baseband left out at the start of a stream (s); see :class:`CwDemodulator`.
+START_S = 0.05
 
 
 def doppler_to_speed(doppler_hz: np.ndarray | float, tone_hz: float) -> np.ndarray | float:
@@ -152,7 +156,11 @@ class CwDemodulator:
         self._w: np.ndarray | None = None  # carrier offset per column (rad/sample)
         self._ph: np.ndarray | None = None  # derotation phase (rad)
         self._prev: np.ndarray | None = None
-        self._skip = int(np.ceil(2 * self.delay_s * self.out_rate_hz))  # filter start-up
+        # the filter's start-up, and at least the first 50 ms: when the tone starts with the
+        # recording, the room's echoes build up over tens of ms and bend its phase, which
+        # would bias the first carrier-offset estimate (and look like motion until the
+        # tracker has converged)
+        self._skip = int(np.ceil(max(2 * self.delay_s, START_S) * self.out_rate_hz))
         self._n = 0  # absolute index of the next input sample
 
     def push(self, frames: Frames) -> CwBaseband:
@@ -206,9 +214,9 @@ class CwDemodulator:
             return np.concatenate([np.zeros_like(bb[:k]), self._remove_static(bb[k:])])
         if not len(bb):
             return bb
-        if self._w is None:  # first estimate: mean phase step of the leakage-dominated block
-            prev = bb[:1] if self._prev is None else self._prev[None, :]
-            z = (bb * np.conj(np.concatenate([prev, bb[:-1]]))).sum(axis=0)
+        if self._w is None:  # first estimate: mean phase step of the leakage-dominated
+            # block, within the block (the sample before it is still the filter's start-up)
+            z = (bb[1:] * np.conj(bb[:-1])).sum(axis=0) if len(bb) > 1 else np.ones(bb.shape[1])
             self._w = np.angle(z)
             self._ph = np.zeros(bb.shape[1])
         self._prev = bb[-1].copy()
@@ -283,12 +291,19 @@ class DopplerSpectrogram:
         The motion band (|Doppler|, Hz).
     reference_hz : (float, float)
         The reference (noise) band (|Doppler|, Hz), above any body motion.
+    highpass_hz : float, optional
+        Cut-off of a 4th-order Butterworth high-pass applied to the baseband before the
+        FFT (default half of ``min_doppler_hz``; 0: none). A breathing chest's echo is
+        strong and slow (a Doppler below ~2 Hz, 20–40 dB over the floor); without it, the
+        window's side lobes carry it into the motion band, and every breath reads as
+        motion.
     """
 
     def __init__(self, fs_hz: float, tones_hz, *, frame_s: float = 0.128,
                  hop_s: float = 0.032, min_doppler_hz: float = 12.0,
                  max_doppler_hz: float = 300.0,
-                 reference_hz: tuple[float, float] = (400.0, 560.0)) -> None:
+                 reference_hz: tuple[float, float] = (400.0, 560.0),
+                 highpass_hz: float | None = None) -> None:
         self.fs_hz = float(fs_hz)
         self.tones_hz = tuple(float(t) for t in tones_hz)
         self.n = max(16, int(round(frame_s * self.fs_hz)))
@@ -305,12 +320,17 @@ class DopplerSpectrogram:
         self._buf: np.ndarray | None = None
         self._t0: float | None = None  # time of _buf[0]
         self._mean_tone = float(np.mean(self.tones_hz))
+        hp = 0.5 * min_doppler_hz if highpass_hz is None else float(highpass_hz)
+        self._hp = (SosStream(signal.butter(4, hp, "highpass", fs=self.fs_hz, output="sos"),
+                              axis=0, steady_state=False) if hp > 0 else None)
 
     def push(self, bb: CwBaseband) -> list[DopplerFrame]:
         """Add a baseband block; return the frames it completed."""
         if not len(bb):
             return []
         d = bb.dynamic.reshape(len(bb), -1).astype(np.complex128)
+        if self._hp is not None:
+            d = self._hp.push(d)
         if self._buf is None:
             self._buf = d
             self._t0 = float(bb.times_s[0])

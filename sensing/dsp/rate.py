@@ -33,7 +33,8 @@ from scipy import signal
 
 from sensing.dsp.outliers import robust_std
 
-__all__ = ["RateEstimate", "estimate_rate", "detection_floor"]
+__all__ = ["RateEstimate", "estimate_rate", "detection_floor", "summed_spectrum",
+           "rate_from_spectrum", "refine_peak"]
 
 
 @dataclass(frozen=True)
@@ -239,3 +240,84 @@ def _refine(spec: np.ndarray, freqs: np.ndarray, k: int) -> float:
         delta = 0.5 * (a - c) / den if den < 0 else 0.0
         return float(freqs[k] + np.clip(delta, -0.5, 0.5) * (freqs[1] - freqs[0]))
     return float(freqs[k])
+
+
+def summed_spectrum(
+    x: np.ndarray, fs: float, lo_hz: float, *, axis: int = -1
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sum of the noise-normalised periodograms of one window, as :func:`estimate_rate`
+    computes it (for callers that keep spectra, e.g. to average them over windows).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        The window, time along ``axis``; every other axis is a channel (complex channels
+        count as two real ones). No NaN.
+    fs : float
+        Sample rate in Hz.
+    lo_hz : float
+        Lower edge of the search band (Hz); the high-pass sits at 0.6 × it.
+    axis : int
+        Time axis.
+
+    Returns
+    -------
+    spectrum : numpy.ndarray
+        Summed periodogram (each real channel scaled to unit noise), ``(n_freqs,)``.
+    freqs : numpy.ndarray
+        Its frequencies (Hz).
+    n_channels : int
+        Real channels summed (0: nothing usable; ``spectrum`` is then all zeros).
+    """
+    y = _real_channels(x, axis)
+    if y.shape[1] == 0:
+        nfft = max(1024, 1 << int(np.ceil(np.log2(len(y) * 3))))
+        return np.zeros(nfft // 2 + 1), np.fft.rfftfreq(nfft, 1 / fs), 0
+    spec, freqs = _normalised_spectra(y, fs, lo_hz)
+    return spec.sum(axis=1), freqs, int(spec.shape[1])
+
+
+def rate_from_spectrum(
+    spectrum: np.ndarray,
+    freqs: np.ndarray,
+    band_hz: tuple[float, float],
+    lobe_hz: float,
+    floor_level: float,
+    name: str = "",
+) -> RateEstimate:
+    """:func:`estimate_rate`'s peak picking, checks and confidence on a given summed
+    spectrum (one window's, from :func:`summed_spectrum`, or an average of several).
+
+    Parameters
+    ----------
+    spectrum, freqs : numpy.ndarray
+        Power spectrum and its frequencies (Hz).
+    band_hz : (float, float)
+        Search band in Hz.
+    lobe_hz : float
+        Main-lobe half width (Hz): ``2·fs/n`` for a Hann window of ``n`` samples.
+    floor_level : float
+        Peak/floor ratio noise alone stays below (:func:`detection_floor` of the channel
+        count for one window).
+    name : str
+        :attr:`RateEstimate.candidate`.
+
+    Returns
+    -------
+    RateEstimate
+    """
+    lo_hz, hi_hz = band_hz
+    s0 = float(floor_level)
+    f_peak, snr, conc, edge, half = _pick_peak(spectrum, freqs, lo_hz, hi_hz, lobe_hz, s0)
+    strength = float(np.clip(np.log(max(snr, 1e-12) / s0) / np.log(5.0), 0, 1))
+    conf = 0.0 if edge or not np.isfinite(f_peak) else strength * float(np.clip(conc, 0, 1))
+    check = ("none" if not np.isfinite(f_peak)
+             else "second_harmonic" if half else "fundamental")
+    return RateEstimate(float(f_peak), round(conf, 3), round(conc, 3), round(snr, 2),
+                        check, edge, name)
+
+
+def refine_peak(spectrum: np.ndarray, freqs: np.ndarray, k: int) -> float:
+    """Frequency (Hz) of the spectral peak at bin ``k``, refined below one bin by a
+    parabola on the log power (as :func:`estimate_rate` does)."""
+    return _refine(np.maximum(np.asarray(spectrum, float), 1e-300), freqs, int(k))

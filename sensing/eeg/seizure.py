@@ -3,8 +3,12 @@
 For every window (4 s, 1 s hop) and every channel the classifier gives a seizure
 probability; artefact-flagged channel windows are set to 0; the window's probability is the
 k-th highest over channels (k = ``min_channels``, so one bad electrode cannot raise an
-alarm on a multichannel montage); a causal moving average over ``smooth_windows`` windows
-is then thresholded with hysteresis (:class:`sensing.dsp.Debouncer`):
+alarm on a multichannel montage). A focal seizure seen by one derivation only still counts
+through the single-channel path: a channel whose artefact-free probability averages at least
+``single_channel_threshold`` over the last ``single_channel_windows`` windows gives the window
+that value (and the onset goes back to the start of that channel's ictal run). A causal
+moving average over ``smooth_windows`` windows is then thresholded with hysteresis
+(:class:`sensing.dsp.Debouncer`):
 
 * onset is confirmed after ``confirm_windows`` consecutive windows at or above
   ``threshold``; a ``seizure_alert`` is emitted then (optional), carrying ``detected_at_s``;
@@ -25,7 +29,12 @@ import numpy as np
 
 from sensing.detections import Detection
 from sensing.dsp import Debouncer
-from sensing.eeg.artefacts import DEFAULT_THRESHOLDS, ArtefactThresholds, describe
+from sensing.eeg.artefacts import (
+    DEFAULT_THRESHOLDS,
+    ArtefactThresholds,
+    describe,
+    slow_wave_mask,
+)
 from sensing.eeg.stream_features import FeatureBatch, FeatureStream, FeatureStreamParams
 from sensing.frames import Frames
 from sensing.params import Params, param
@@ -61,11 +70,21 @@ class SeizureDecisionParams(Params):
         None, ge=0, le=1, doc="smoothed probability below which a window is non-ictal; "
                               "default: 0.8 × threshold")
     smooth_windows: int = param(3, ge=1, doc="length of the causal moving average, in windows")
-    confirm_windows: int = param(2, ge=1, doc="consecutive ictal windows that confirm an onset")
+    confirm_windows: int = param(1, ge=1, doc="consecutive ictal windows that confirm an onset")
     release_windows: int = param(4, ge=1, doc="consecutive non-ictal windows that end a seizure")
     min_channels: int = param(2, ge=1, doc="channels that must agree (k-th highest channel "
                                            "probability)")
     min_duration_s: float = param(10.0, unit="s", ge=0, doc="shorter seizures are dropped")
+    single_channel_threshold: float | None = param(
+        0.99, gt=0, le=1, doc="a single channel whose artefact-free probability, averaged "
+                              "over single_channel_windows windows, reaches this counts on "
+                              "its own (focal seizures seen by one derivation); None: off")
+    single_channel_windows: int = param(8, ge=1, doc="windows of the single-channel average")
+    slow_wave_gate: bool = param(True, doc="slow-delta windows (peak < 2.5 Hz, > 65 % δ "
+                                           "power) count as non-ictal")
+    min_peak: float | None = param(
+        None, gt=0, le=1, doc="a seizure is reported only if its smoothed probability "
+                              "reached this at least once (None: off)")
     alert: bool = param(True, doc="emit seizure_alert at the confirmed onset")
 
 
@@ -101,6 +120,17 @@ class SeizureDetector:
             Consecutive windows needed to confirm an onset / an end.
         min_channels : int
             Channels that must agree (k-th highest channel probability).
+        single_channel_threshold : float, optional
+            One channel alone counts when its artefact-free probability averaged over
+            ``single_channel_windows`` windows reaches this (0.99; None: off). Only with
+            several channels and ``min_channels`` > 1.
+        single_channel_windows : int
+            Windows of that average (8).
+        slow_wave_gate : bool
+            Slow-delta windows (:func:`sensing.eeg.artefacts.slow_wave_mask`) count as
+            non-ictal (True).
+        min_peak : float, optional
+            Report a seizure only if its smoothed probability reached this (None: off).
         min_duration_s : float
             Shorter events are dropped (their ``seizure_alert``, if emitted, stays; s).
             Default 10 s, the usual minimum of an electrographic seizure (ACNS
@@ -136,6 +166,14 @@ class SeizureDetector:
         self.min_channels = p.min_channels
         self.min_duration_s = p.min_duration_s
         self.alert = p.alert
+        self.single_threshold = p.single_channel_threshold
+        self.min_peak = p.min_peak
+        self.slow_wave_gate = p.slow_wave_gate
+        self.thresholds = thresholds
+        self._chan_mean: deque[np.ndarray] = deque(maxlen=max(1, p.single_channel_windows))
+        self._run_len = np.zeros(0, dtype=np.int64)  # ictal windows in a row, per channel
+        self._lead_s = np.zeros(0)
+        self.hop_s = hop_s
         self.features = FeatureStream(window_s=window_s, hop_s=hop_s, thresholds=thresholds)
         #: Windows a channel stays excluded after an artefact flag (window overlap).
         self.hold_windows = max(0, int(round(window_s / hop_s)) - 1) + 1
@@ -163,7 +201,38 @@ class SeizureDetector:
         n_w, n_ch, n_f = batch.features.shape
         p = positive_proba(self.predict_proba(batch.features.reshape(-1, n_f)))
         p = p.reshape(n_w, n_ch)
-        return p, channel_vote(p, batch.flags, self.min_channels)
+        if self.slow_wave_gate:
+            p = np.where(slow_wave_mask(batch.features, self.thresholds), 0.0, p)
+        vote = channel_vote(p, batch.flags, self.min_channels)
+        self._lead_s = np.zeros(n_w)
+        if self.single_threshold is not None and n_ch > 1 and self.min_channels > 1:
+            single, lead = self._single_channel(np.where(batch.flags == 0, p, 0.0))
+            use = single > vote
+            vote = np.where(use, single, vote)
+            self._lead_s = np.where(use, lead, 0.0)
+        return p, vote
+
+    def _single_channel(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per window: the best channel's causal mean of gated probability over
+        ``single_channel_windows`` windows where it reaches ``single_channel_threshold``,
+        else 0; and how far (s) that channel's run of ictal windows goes back. A focal seizure seen by one derivation keeps its channel near 1 for tens of
+        seconds; background that fools the classifier rarely does."""
+        out = np.zeros(len(q))
+        lead = np.zeros(len(q))
+        if len(self._run_len) != q.shape[1]:
+            self._run_len = np.zeros(q.shape[1], dtype=np.int64)
+        for i, row in enumerate(q):
+            self._chan_mean.append(row)
+            self._run_len = np.where(row >= self.threshold, self._run_len + 1, 0)
+            if len(self._chan_mean) < self._chan_mean.maxlen:
+                continue
+            mean = np.mean(self._chan_mean, axis=0)
+            j = int(np.argmax(mean))
+            if mean[j] >= self.single_threshold:
+                out[i] = mean[j]
+                # onset: where the channel's run of ictal windows began
+                lead[i] = max(0, int(self._run_len[j]) - 1) * self.hop_s
+        return out, lead
 
     def push(self, frames: Frames) -> list[Detection]:
         """Consume one chunk; return the detections it completed."""
@@ -183,10 +252,11 @@ class SeizureDetector:
         for bit in range(8):
             self._flag_counts[bit] += int(np.count_nonzero(batch.flags & (1 << bit)))
         out: list[Detection] = []
+        lead = self._lead_s if len(self._lead_s) == len(batch) else np.zeros(len(batch))
         for i, end in enumerate(batch.end_s):
             self._smooth.append(float(win_p[i]))
             s = float(np.mean(self._smooth))
-            out.extend(self._step(float(end), s, chan_p[i]))
+            out.extend(self._step(float(end), s, chan_p[i], float(lead[i])))
         return out
 
     def _dilate(self, flags: np.ndarray) -> np.ndarray:
@@ -200,7 +270,8 @@ class SeizureDetector:
             out[i] = np.where((self._hold > 0) & ~hit, 128, flags[i])
         return out
 
-    def _step(self, end: float, s: float, chan_p: np.ndarray) -> list[Detection]:
+    def _step(self, end: float, s: float, chan_p: np.ndarray, lead_s: float = 0.0
+              ) -> list[Detection]:
         self._last_end = end
         was_active = self._debounce.on
         change = self._debounce.step(end, s, chan_p)
@@ -210,7 +281,7 @@ class SeizureDetector:
             # onset confirmed by the run of ictal windows
             run = change.inputs
             self._run_start = max(self.features.t_start,
-                                  run[0].t_s - self.features.window_len_s)
+                                  run[0].t_s - self.features.window_len_s - lead_s)
             self._chan_hits[:] = 0
             self._max_p = run[0].value
             for w in run:
@@ -235,6 +306,8 @@ class SeizureDetector:
         duration = self._last_ictal_end - onset
         self._debounce.reset()
         if duration < self.min_duration_s:
+            return []
+        if self.min_peak is not None and self._max_p < self.min_peak:
             return []
         names = self.features.channel_names
         top = np.argsort(-self._chan_hits)[:3]

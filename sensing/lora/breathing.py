@@ -3,7 +3,10 @@
 Method
 ------
 1. **Antenna ratio.** Every chirp's complex amplitude on the two antennas of one receiver
-   (:mod:`sensing.lora.chirp_amplitude`); their ratio ``q = a1 / a0`` cancels the carrier
+   (the stream's shared packet receiver, :func:`sensing.lora.receiver.frame_chirps`: the
+   preamble chirps of every synchronised frame, the header and payload chirps of every
+   decoded one; :mod:`sensing.lora.chirp_amplitude` when the sample rate is not a whole
+   multiple of the bandwidth); their ratio ``q = a1 / a0`` cancels the carrier
    frequency offset, the timing offset, the packet start phase and the phase noise, which
    both antennas share (one clock, one oscillator), and the transmit power. What is left
    is ``(s1 + d1 e^{jφ(t)}) / (s0 + d0 e^{jφ(t)})``: static paths ``s`` plus the chest's
@@ -41,7 +44,7 @@ from scipy import signal
 
 from sensing.dsp.rate import estimate_rate
 from sensing.frames import Frames
-from sensing.lora.chirp_amplitude import ChirpAmplitudeExtractor
+from sensing.lora.chirp_amplitude import ChirpAmplitudeExtractor, ChirpAmplitudes
 from sensing.params import Params, param
 
 __all__ = ["LoraBreathingParams", "BreathingWindow", "LoraBreathingEstimator", "circle_fit"]
@@ -156,12 +159,20 @@ class LoraBreathingEstimator:
         LoRa spreading factor, bandwidth (Hz) and the stream's sample rate (Hz).
     freq_hz : float
         Carrier (Hz), for the displacement.
+    extractor : bool
+        Find the chirps with a :class:`~sensing.lora.chirp_amplitude.ChirpAmplitudeExtractor`
+        of its own (``push(frames)``); False: the caller gives them
+        (``push(frames, chirps, horizon_s)``, from the packet receiver).
     """
 
     def __init__(self, params: LoraBreathingParams, sf: int, bw_hz: float, fs_hz: float,
-                 freq_hz: float = 868.1e6) -> None:
+                 freq_hz: float = 868.1e6, *, extractor: bool = True) -> None:
         self.p = params
-        self.extractor = ChirpAmplitudeExtractor(sf, bw_hz, fs_hz, min_peak_db=params.min_peak_db)
+        self.extractor = (ChirpAmplitudeExtractor(sf, bw_hz, fs_hz,
+                                                  min_peak_db=params.min_peak_db)
+                          if extractor else None)
+        self.chirps = 0
+        self._covered = -math.inf
         self.lam = C0 / freq_hz
         self._t: deque[np.ndarray] = deque()
         self._q: deque[np.ndarray] = deque()
@@ -175,30 +186,53 @@ class LoraBreathingEstimator:
         self._lp = signal.butter(4, min(1.5, 0.45 * params.series_hz), fs=params.series_hz,
                                  output="sos")
 
-    def push(self, frames: Frames) -> list[BreathingWindow]:
-        """Consume a chunk; return the windows it completed."""
+    def push(self, frames: Frames, chirps: ChirpAmplitudes | None = None,
+             horizon_s: float = math.inf) -> list[BreathingWindow]:
+        """Consume a chunk; return the windows it completed.
+
+        Parameters
+        ----------
+        frames : Frames
+            The chunk (its chirps found by the estimator's own extractor when it has one).
+        chirps : ChirpAmplitudes, optional
+            The chirps the caller found (required without an extractor).
+        horizon_s : float
+            Time before which every chirp has been given (windows ending later wait).
+        """
         if not len(frames):
             return []
         if self._start is None:
             self._start = frames.start_s
             self._next_end = self._start + self.p.window_s
-        amps = self.extractor.push(frames.data[:, :2])
-        if len(amps):
-            a0 = amps.amp[:, 0]
-            ok = np.abs(a0) > 0
-            self._t.append(amps.times_s[ok])
-            self._q.append(amps.ratio()[ok])
+        if self.extractor is not None:
+            chirps = self.extractor.push(frames.data[:, :2])
+        self._add(chirps)
+        self._covered = frames.end_s + (1.0 / frames.fs_hz if frames.fs_hz else 0.0)
+        return self._windows(min(self._covered, horizon_s))
+
+    def flush(self, chirps: ChirpAmplitudes | None = None) -> list[BreathingWindow]:
+        """End of stream: the last chirps, then every window the stream covered."""
+        if self._start is None:
+            return []
+        self._add(chirps)
+        return self._windows(self._covered)
+
+    def _add(self, amps: ChirpAmplitudes | None) -> None:
+        if amps is None or not len(amps):
+            return
+        ok = np.abs(amps.amp[:, 0]) > 0
+        self.chirps += int(ok.sum())
+        self._t.append(amps.times_s[ok])
+        self._q.append(amps.ratio()[ok])
+
+    def _windows(self, covered: float) -> list[BreathingWindow]:
         out = []
         assert self._next_end is not None
-        covered = frames.end_s + (1.0 / frames.fs_hz if frames.fs_hz else 0.0)
         while covered >= self._next_end - 1e-9:
             out.append(self._analyse(self._next_end))
             self._next_end += self.p.hop_s
             self._trim(self._next_end - self.p.window_s)
         return out
-
-    def flush(self) -> list[BreathingWindow]:
-        return []
 
     def _trim(self, start: float) -> None:
         while self._t and (not len(self._t[0]) or self._t[0][-1] < start):
@@ -317,5 +351,8 @@ class LoraBreathingEstimator:
                 f"{self.windows} windows ({self.gated} gated by motion)")
 
     def stats(self) -> dict[str, Any]:
-        return {"windows": self.windows, "gated": self.gated, "sparse": self.sparse,
-                "chirps": self.extractor.chirps, "blocks": self.extractor.blocks}
+        out = {"windows": self.windows, "gated": self.gated, "sparse": self.sparse,
+               "chirps": self.chirps}
+        if self.extractor is not None:
+            out["blocks"] = self.extractor.blocks
+        return out

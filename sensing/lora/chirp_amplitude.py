@@ -1,6 +1,10 @@
 """Per-chirp complex amplitude of every channel of a LoRa IQ stream (streaming).
 
-A lightweight extractor for sensing, independent of the packet receiver: the stream is cut
+The LoRa sensing pipelines take their chirps from the stream's shared packet receiver
+(:func:`sensing.lora.receiver.frame_chirps`); this extractor is their fallback when the
+sample rate is not a whole multiple of the bandwidth (the receiver then cannot run), and
+:class:`ChirpAmplitudes` is the form both give. A lightweight extractor, independent of
+the packet receiver: the stream is cut
 into back-to-back blocks of one symbol (``2**sf · fs / bw`` samples, on a grid fixed from
 the stream start, so chunk boundaries never change the result), every block of every
 channel is multiplied by the conjugate reference up-chirp and Fourier transformed, and the

@@ -37,6 +37,7 @@ All functions are vectorised with numpy; nothing here holds state.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -211,17 +212,24 @@ def interleave(codewords: np.ndarray, sf_app: int) -> np.ndarray:
     return (bits.astype(np.int64) * weights).sum(axis=1)
 
 
+@functools.lru_cache(maxsize=64)
+def _deinterleave_index(sf_app: int, cw_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bit shifts and the (row, column) destination of every bit of a block."""
+    i = np.arange(cw_len)[:, None]
+    j = np.arange(sf_app)[None, :]
+    return (np.arange(sf_app - 1, -1, -1), (i - j - 1) % sf_app,
+            np.broadcast_to(i, (cw_len, sf_app)))
+
+
 def deinterleave(values: np.ndarray, sf_app: int) -> np.ndarray:
     """Inverse of :func:`interleave` for a batch: (..., cw_len) symbol values →
     (..., sf_app, cw_len) codeword bits."""
     v = np.asarray(values, np.int64)
     cw_len = v.shape[-1]
-    shifts = np.arange(sf_app - 1, -1, -1)
+    shifts, rows, cols = _deinterleave_index(sf_app, cw_len)
     bits = ((v[..., :, None] >> shifts) & 1).astype(np.uint8)  # (..., cw_len, sf_app)
-    i = np.arange(cw_len)[:, None]
-    j = np.arange(sf_app)[None, :]
     out = np.zeros(v.shape[:-1] + (sf_app, cw_len), np.uint8)
-    out[..., (i - j - 1) % sf_app, i] = bits
+    out[..., rows, cols] = bits
     return out
 
 

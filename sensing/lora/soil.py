@@ -6,7 +6,9 @@ the wave travels down through the soil nearly vertically (refraction into ε ≫
 
 Method
 ------
-1. **Chirp ratio.** ``r = A1 / A0`` of every chirp (:mod:`sensing.lora.chirp_amplitude`):
+1. **Chirp ratio.** ``r = A1 / A0`` of every chirp (from the stream's shared packet
+   receiver, :func:`sensing.lora.receiver.frame_chirps`; :mod:`sensing.lora.chirp_amplitude`
+   when the sample rate is not a whole multiple of the bandwidth):
    the transmitter's power, carrier and timing offsets and the receiver's phase noise are
    common to both antennas and cancel; what is left is the soil between the depths,
    ``r = m · exp(−γ Δd)`` with ``Δd = d1 − d0``, ``γ = α + jβ`` the propagation constant of
@@ -65,7 +67,7 @@ import numpy as np
 
 from sensing.dsp.outliers import robust_std
 from sensing.frames import Frames
-from sensing.lora.chirp_amplitude import ChirpAmplitudeExtractor
+from sensing.lora.chirp_amplitude import ChirpAmplitudeExtractor, ChirpAmplitudes
 
 __all__ = ["C0", "topp_vwc", "topp_inverse", "SoilSetup", "soil_setup", "RatioAccumulator",
            "PermittivityEstimate", "permittivity_from_ratio", "SiteCalibration",
@@ -155,21 +157,28 @@ class RatioAccumulator:
         LoRa spreading factor, bandwidth (Hz) and the stream's sample rate (Hz).
     min_peak_db : float
         Peak test of a chirp (:class:`~sensing.lora.chirp_amplitude.ChirpAmplitudeExtractor`).
+    extractor : bool
+        Find the chirps with an extractor of its own (``push(frames)``); False: the caller
+        gives them (``push(frames, chirps)``, from the packet receiver).
     """
 
-    def __init__(self, sf: int, bw_hz: float, fs_hz: float, *, min_peak_db: float = 15.0):
-        self.extractor = ChirpAmplitudeExtractor(sf, bw_hz, fs_hz, min_peak_db=min_peak_db)
+    def __init__(self, sf: int, bw_hz: float, fs_hz: float, *, min_peak_db: float = 15.0,
+                 extractor: bool = True):
+        self.extractor = (ChirpAmplitudeExtractor(sf, bw_hz, fs_hz, min_peak_db=min_peak_db)
+                          if extractor else None)
         self._ratios: list[np.ndarray] = []
         self._peaks: list[np.ndarray] = []
         self.end_s = 0.0
 
-    def push(self, frames: Frames) -> None:
-        amps = self.extractor.push(frames.data[:, :2])
-        if len(amps):
-            ok = np.abs(amps.amp[:, 0]) > 0
-            self._ratios.append(amps.ratio()[ok])
-            self._peaks.append(amps.peak_db[ok])
-        if len(frames):
+    def push(self, frames: Frames | None, chirps: ChirpAmplitudes | None = None) -> None:
+        """Add a chunk's chirps (found by the extractor, else ``chirps``)."""
+        if self.extractor is not None and frames is not None:
+            chirps = self.extractor.push(frames.data[:, :2])
+        if chirps is not None and len(chirps):
+            ok = np.abs(chirps.amp[:, 0]) > 0
+            self._ratios.append(chirps.ratio()[ok])
+            self._peaks.append(chirps.peak_db[ok])
+        if frames is not None and len(frames):
             self.end_s = frames.end_s
 
     @property

@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sensing.errors import Reject, RejectLog, RejectReason, SourceUnavailableError
+from sensing.errors import RejectLog
 from sensing.frames import Frames
 from sensing.lora.formats.module_log import ModuleLogParser, RowBatcher
 from sensing.params import Params, param
 from sensing.sources import SOURCES
+from sensing.sources.serial_lines import SerialLines, SerialLineSource
 
 
 class LoraSerialParams(Params):
@@ -36,7 +37,7 @@ class LoraSerialParams(Params):
 
 
 @SOURCES.register("lora_serial")
-class LoraSerialSource:
+class LoraSerialSource(SerialLineSource):
     """Live LoRa module packet log from a serial port.
 
     Parameters
@@ -77,46 +78,11 @@ class LoraSerialSource:
         self.chunk_size, self.max_latency_s = chunk_size, max_latency_s
         self.source = source or url
         self.max_line_bytes, self.read_timeout_s = max_line_bytes, read_timeout_s
-        self._port, self._own_port = port, port is None
         self._clock = clock or time.monotonic
         self.rejects = RejectLog()
-        self.lines = 0
-        self.bytes_read = 0
+        self._serial = SerialLines(url, baudrate, self.rejects, read_timeout_s=read_timeout_s,
+                                   max_line_bytes=max_line_bytes, port=port)
         self._closed = False
-
-    def open(self) -> None:
-        """Open the port now.
-
-        Raises
-        ------
-        SourceUnavailableError
-            The port cannot be opened.
-        """
-        self._open()
-
-    def _open(self) -> Any:
-        if self._port is not None:
-            return self._port
-        import serial
-
-        try:
-            self._port = serial.serial_for_url(self.url, baudrate=self.baudrate,
-                                               timeout=self.read_timeout_s)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise SourceUnavailableError(
-                f"{self.url}: cannot open serial port at {self.baudrate} baud: {exc}") from exc
-        return self._port
-
-    def close(self) -> None:
-        """Stop reading (safe from another thread)."""
-        self._closed = True
-
-    def _release(self) -> None:
-        if self._own_port and self._port is not None:
-            try:
-                self._port.close()
-            finally:
-                self._port = None
 
     def chunks(self, stop: Callable[[], bool] | None = None) -> Iterator[Frames]:
         """Yield ``lora_packets`` chunks until :meth:`close`, ``stop()`` or a port failure.
@@ -126,47 +92,27 @@ class LoraSerialSource:
         SourceUnavailableError
             The port cannot be opened or went away.
         """
-        import serial
-
-        self._closed = False
-        port = self._open()
+        self._serial.open()
         parser = ModuleLogParser(self.url, self.rejects)
         batcher = RowBatcher(self.source, self.chunk_size,
                              {"format": "lora_module_log", "live": True, "port": self.url},
                              1.0)
         t_start = self._clock()
-        pending = b""
         last_emit = self._clock()
+        running = self._running(stop)
         try:
-            while not self._closed and not (stop is not None and stop()):
-                try:
-                    data = port.read(max(1, min(getattr(port, "in_waiting", 0) or 1, 65536)))
-                except (serial.SerialException, OSError) as exc:
-                    raise SourceUnavailableError(
-                        f"{self.url}: serial port failed while reading (unplugged?): {exc}"
-                    ) from exc
-                if data:
-                    self.bytes_read += len(data)
-                    pending += data
-                    *complete, pending = pending.split(b"\n")
-                    for raw in complete:
-                        self.lines += 1
-                        rows = parser.feed(raw.decode("utf-8", errors="replace").rstrip("\r"),
-                                           f"line {self.lines}")
-                        now = self._clock() - t_start
-                        for r in rows:
-                            if math.isnan(r.time_s):
-                                r.time_s = now
-                        for fr in batcher.add(rows):
-                            last_emit = self._clock()
-                            yield fr
-                    if len(pending) > self.max_line_bytes:
-                        self.rejects.add(Reject(
-                            self.url, f"after line {self.lines}", RejectReason.LINE_TOO_LONG,
-                            f"a newline within {self.max_line_bytes} bytes",
-                            f"{len(pending)} bytes without one"))
-                        pending = b""
-                if len(batcher) and self._clock() - last_emit >= self.max_latency_s:
+            for raw in self._serial.lines_of(running):
+                if raw is not None:
+                    rows = parser.feed(raw.decode("utf-8", errors="replace").rstrip("\r"),
+                                       f"line {self._serial.lines}")
+                    now = self._clock() - t_start
+                    for r in rows:
+                        if math.isnan(r.time_s):
+                            r.time_s = now
+                    for fr in batcher.add(rows):
+                        last_emit = self._clock()
+                        yield fr
+                elif len(batcher) and self._clock() - last_emit >= self.max_latency_s:
                     fr = batcher.flush()
                     last_emit = self._clock()
                     if fr is not None:
@@ -180,4 +126,4 @@ class LoraSerialSource:
             if fr is not None:
                 yield fr
         finally:
-            self._release()
+            self._serial.release()

@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-from sensing.errors import Reject, RejectLog, SourceUnavailableError
+from sensing.errors import RejectLog
 from sensing.formats.esp32_csi import Esp32LineParser, PacketBatcher
 from sensing.frames import Frames
 from sensing.params import Params, param
 from sensing.sources import SOURCES
+from sensing.sources.serial_lines import SerialLines, SerialLineSource
 
 #: Default ESP32 CSI firmware baud rate (esp-csi and ESP32-CSI-Tool both use it).
 DEFAULT_BAUDRATE = 921600
@@ -38,7 +39,7 @@ class Esp32SerialParams(Params):
 
 
 @SOURCES.register("esp32_serial")
-class Esp32SerialSource:
+class Esp32SerialSource(SerialLineSource):
     """Live ESP32 ``CSI_DATA`` stream from a serial port.
 
     Parameters
@@ -105,52 +106,11 @@ class Esp32SerialSource:
         self.max_latency_s = max_latency_s
         self.source = source or url
         self.ltf = ltf
-        self.max_line_bytes = max_line_bytes
-        self.read_timeout_s = read_timeout_s
-        self._port = port
-        self._own_port = port is None
         self.rejects = RejectLog()
-        self.lines = 0
-        self.bytes_read = 0
+        self._serial = SerialLines(url, baudrate, self.rejects, read_timeout_s=read_timeout_s,
+                                   max_line_bytes=max_line_bytes, port=port)
         self.other_lines = 0
         self._closed = False
-
-    def open(self) -> None:
-        """Open the port now (``chunks`` opens it otherwise), so that a missing device is
-        reported before streaming and bytes sent from then on are kept.
-
-        Raises
-        ------
-        SourceUnavailableError
-            The port cannot be opened.
-        """
-        self._open()
-
-    def _open(self):
-        if self._port is not None:
-            return self._port
-        import serial  # pyserial; imported here so file replay never needs it
-
-        try:
-            self._port = serial.serial_for_url(
-                self.url, baudrate=self.baudrate, timeout=self.read_timeout_s
-            )
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise SourceUnavailableError(
-                f"{self.url}: cannot open serial port at {self.baudrate} baud: {exc}"
-            ) from exc
-        return self._port
-
-    def close(self) -> None:
-        """Stop reading and release the port (safe to call from another thread)."""
-        self._closed = True
-
-    def _release(self) -> None:
-        if self._own_port and self._port is not None:
-            try:
-                self._port.close()
-            finally:
-                self._port = None
 
     def chunks(self, stop: Callable[[], bool] | None = None) -> Iterator[Frames]:
         """Yield chunks until :meth:`close` is called, ``stop()`` returns True, or the port fails.
@@ -160,52 +120,23 @@ class Esp32SerialSource:
         SourceUnavailableError
             The port cannot be opened or went away (unplugged).
         """
-        import serial
-
-        self._closed = False
-        port = self._open()
         parser = Esp32LineParser(self.url, self.rejects, self.ltf)
         batcher = PacketBatcher(
             self.source, self.chunk_size, {"format": "esp32_csi", "live": True, "port": self.url}
         )
-        pending = b""
         last_emit = time.monotonic()
+        running = self._running(stop)
         try:
-            while not self._closed and not (stop is not None and stop()):
-                try:
-                    data = port.read(max(1, min(getattr(port, "in_waiting", 0) or 1, 65536)))
-                except (serial.SerialException, OSError) as exc:
-                    raise SourceUnavailableError(
-                        f"{self.url}: serial port failed while reading (unplugged?): {exc}"
-                    ) from exc
-                if data:
-                    self.bytes_read += len(data)
-                    pending += data
-                    *complete, pending = pending.split(b"\n")
-                    for raw in complete:
-                        self.lines += 1
-                        if len(raw) > self.max_line_bytes:  # however the reads split it
-                            self.rejects.add(Reject(
-                                self.url, f"line {self.lines}", "line_too_long",
-                                f"a newline within {self.max_line_bytes} bytes",
-                                f"{len(raw)} bytes without one",
-                            ))
-                            continue
-                        text = raw.decode("ascii", errors="replace")
-                        pkt = parser.parse(text, f"line {self.lines}")
-                        self.other_lines = parser.other_lines
-                        if pkt is not None:
-                            for fr in batcher.add(pkt):
-                                last_emit = time.monotonic()
-                                yield fr
-                    if len(pending) > self.max_line_bytes:
-                        self.rejects.add(Reject(
-                            self.url, f"after line {self.lines}", "line_too_long",
-                            f"a newline within {self.max_line_bytes} bytes",
-                            f"{len(pending)} bytes without one",
-                        ))
-                        pending = b""
-                if len(batcher) and time.monotonic() - last_emit >= self.max_latency_s:
+            for raw in self._serial.lines_of(running):
+                if raw is not None:
+                    text = raw.decode("ascii", errors="replace")
+                    pkt = parser.parse(text, f"line {self._serial.lines}")
+                    self.other_lines = parser.other_lines
+                    if pkt is not None:
+                        for fr in batcher.add(pkt):
+                            last_emit = time.monotonic()
+                            yield fr
+                elif len(batcher) and time.monotonic() - last_emit >= self.max_latency_s:
                     fr = batcher.flush()
                     last_emit = time.monotonic()
                     if fr is not None:
@@ -214,4 +145,4 @@ class Esp32SerialSource:
             if fr is not None:
                 yield fr
         finally:
-            self._release()
+            self._serial.release()

@@ -38,8 +38,8 @@ from sensing.frames import Frames
 from sensing.params import Params, param
 from sensing.uwb.conditioning import CirAligner, frame_rate, range_axis
 
-__all__ = ["UwbBreathingParams", "RangeBinBreathing", "SlowTimeWindow", "derotate",
-           "bin_phases"]
+__all__ = ["UwbBreathingParams", "RangeBinBreathing", "SlowTimeWindow", "SlowTimeConditioner",
+           "shared_conditioner", "derotate", "bin_phases"]
 
 
 class UwbBreathingParams(Params):
@@ -85,36 +85,33 @@ def bin_phases(slow: np.ndarray) -> np.ndarray:
     return np.unwrap(np.angle(slow), axis=0)
 
 
-class SlowTimeWindow:
-    """Bounded slow-time history of conditioned frames, resampled on demand.
+class SlowTimeConditioner:
+    """Conditioning of a chunk for slow-time analysis: ``push(frames)`` returns the rows
+    ``(n, bins)`` complex64 and their range (m); ``uwb_cir`` aligned on the first path,
+    normalised and de-rotated (:class:`~sensing.uwb.conditioning.CirAligner` with
+    ``before``/``after`` taps), radar frames as they are (flattened to 2-D). Stateless per
+    row; the last chunk's result is kept, so that the windows of a chunk and several
+    consumers of one stream (:func:`shared_conditioner`) condition it once."""
 
-    Conditioning (per chunk): CIRs aligned + de-rotated, columns restricted to
-    ``[min_range_m, max_range_m]`` and decimated to ``max_bins``. Keeps at most
-    ``window_s`` (+ one hop) of rows.
-    """
+    def __init__(self, before: int, after: int) -> None:
+        self.before = int(before)
+        self.aligner = CirAligner(before=before, after=after)
+        self._frames: Frames | None = None
+        self._result: tuple[np.ndarray, np.ndarray] | None = None
 
-    def __init__(self, p: UwbBreathingParams, keep_s: float | None = None) -> None:
-        self.p = p
-        self.keep_s = float(keep_s if keep_s is not None else p.window_s + p.hop_s)
-        self.aligner = CirAligner(before=p.cir_before, after=p.cir_after)
-        self._rows: list[np.ndarray] = []
-        self._times: list[np.ndarray] = []
-        self.range_m: np.ndarray | None = None
-        self.columns: np.ndarray | None = None
-        self.rate_hz: float | None = None
-        self.modality = ""
+    def push(self, frames: Frames) -> tuple[np.ndarray, np.ndarray]:
+        if frames is not self._frames or self._result is None:
+            self._frames, self._result = None, None
+            self._result = self._condition(frames)
+            self._frames = frames
+        return self._result
 
-    def reset(self) -> None:
-        self._rows, self._times = [], []
-        self.range_m = self.columns = None
-
-    def condition(self, frames: Frames) -> tuple[np.ndarray, np.ndarray]:
-        """The chunk's conditioned rows ``(n, bins)`` and their range (m)."""
+    def _condition(self, frames: Frames) -> tuple[np.ndarray, np.ndarray]:
         if frames.modality == "uwb_cir":
             fr = self.aligner.push(frames)  # aligned, normalised and de-rotated
             x = np.asarray(fr.data, np.complex64)
             if not fr.meta.get("derotated"):
-                x = derotate(x, int(fr.meta.get("first_path_column", self.p.cir_before)))
+                x = derotate(x, int(fr.meta.get("first_path_column", self.before)))
             rng = range_axis(fr)
         else:
             x = np.asarray(frames.data, np.complex64)
@@ -125,10 +122,76 @@ class SlowTimeWindow:
                 rng = np.arange(x.shape[1], dtype=np.float64)
         return x, rng
 
+
+def shared_conditioner(shared: Any, p: UwbBreathingParams) -> SlowTimeConditioner:
+    """The stream's :class:`SlowTimeConditioner` for ``p``'s alignment, from a pipeline's
+    :class:`agent.pipelines.shared.SharedStages` (``uwb_breathing`` and ``uwb_presence``
+    then align every chunk once; results are identical to conditioning separately)."""
+    key = ("uwb_slow_time", p.cir_before, p.cir_after)
+    return shared.get(key, lambda: SlowTimeConditioner(p.cir_before, p.cir_after)).analysis
+
+
+class SlowTimeWindow:
+    """Bounded slow-time history of conditioned frames, resampled on demand.
+
+    Conditioning (per chunk): CIRs aligned + de-rotated, columns restricted to
+    ``[min_range_m, max_range_m]`` and decimated to ``max_bins``. Keeps at most
+    ``window_s`` (+ one hop) of rows, in one array appended in place (whole chunks are
+    dropped when older than that, compacted when full); a window is a slice of it found
+    by binary search (by a mask when times are out of order).
+    """
+
+    def __init__(self, p: UwbBreathingParams, keep_s: float | None = None) -> None:
+        self.p = p
+        self.keep_s = float(keep_s if keep_s is not None else p.window_s + p.hop_s)
+        self._own = SlowTimeConditioner(p.cir_before, p.cir_after)
+        #: Conditioning stage shared with the stream's other consumers (None: its own).
+        self.conditioner: SlowTimeConditioner | None = None
+        # rows kept: _x[_lo:_hi] and their times _t[_lo:_hi], contiguous (appended in
+        # place, compacted when full); _starts: where each chunk pushed begins
+        self._x = np.zeros((0, 0), np.complex64)
+        self._t = np.zeros(0)
+        self._lo = self._hi = 0
+        self._starts: list[int] = []
+        self.range_m: np.ndarray | None = None
+        self.columns: np.ndarray | None = None
+        self.rate_hz: float | None = None
+        self.modality = ""
+
+    def reset(self) -> None:
+        self._x = np.zeros((0, 0), np.complex64)
+        self._t = np.zeros(0)
+        self._lo = self._hi = 0
+        self._starts = []
+        self.range_m = self.columns = None
+
+    def condition(self, frames: Frames) -> tuple[np.ndarray, np.ndarray]:
+        """The chunk's conditioned rows ``(n, bins)`` and their range (m): from
+        :attr:`conditioner` (a stage shared with other consumers of the stream, see
+        :func:`shared_conditioner`) or its own, once per chunk (the result is shared
+        between the windows: not to be modified)."""
+        if self.conditioner is not None:
+            return self.conditioner.push(frames)
+        return self._own.push(frames)
+
     def push(self, frames: Frames) -> None:
         if not len(frames):
             return
         x, rng = self.condition(frames)
+        self.push_conditioned(frames, x, rng)
+
+    def push_rows(self, frames: Frames, a: int, b: int) -> None:
+        """Push rows ``a:b`` of a chunk (conditioned with the whole chunk, once)."""
+        if b <= a:
+            return
+        x, rng = self.condition(frames)
+        if a == 0 and b >= len(frames):
+            self.push_conditioned(frames, x, rng)
+        else:
+            self.push_conditioned(_rows(frames, a, b), x[a:b], rng)
+
+    def push_conditioned(self, frames: Frames, x: np.ndarray, rng: np.ndarray) -> None:
+        """Push a chunk's rows already conditioned (``x``: :meth:`condition` of them)."""
         if self.range_m is None or len(rng) != len(self.range_m) or frames.modality != self.modality:
             self.reset()
             self.modality = frames.modality
@@ -141,28 +204,63 @@ class SlowTimeWindow:
         rate = frame_rate(frames)
         if rate:
             self.rate_hz = rate
-        self._rows.append(x[:, self.columns].astype(np.complex64))
-        self._times.append(np.asarray(frames.times_s, np.float64))
+        rows = x[:, self.columns]
+        k = len(rows)
+        self._reserve(k, rows.shape[1])
+        a = self._hi
+        self._x[a:a + k] = rows
+        self._t[a:a + k] = frames.times_s
+        self._starts.append(a)
+        self._hi = a + k
+        # drop whole chunks that end before the history kept (as a list of chunks would)
         t_end = float(frames.times_s[-1])
-        while len(self._times) > 1 and self._times[1][0] < t_end - self.keep_s:
-            self._rows.pop(0)
-            self._times.pop(0)
+        while len(self._starts) > 1 and self._t[self._starts[1]] < t_end - self.keep_s:
+            self._starts.pop(0)
+        self._lo = self._starts[0]
+
+    def _reserve(self, k: int, bins: int) -> None:
+        """Room for ``k`` more rows of ``bins`` columns after ``_hi``."""
+        if self._x.shape[1] != bins:
+            self._x = np.zeros((0, bins), np.complex64)
+            self._t = np.zeros(0)
+            self._lo = self._hi = 0
+            self._starts = []
+        if self._hi + k <= len(self._x):
+            return
+        lo, hi = self._lo, self._hi
+        need = hi - lo + k
+        if need > len(self._x) // 2:  # grow (amortised), else compact in place
+            x = np.empty((max(2 * need, 1024), bins), np.complex64)
+            t = np.empty(len(x))
+        else:
+            x, t = self._x, self._t
+        x[: hi - lo] = self._x[lo:hi]
+        t[: hi - lo] = self._t[lo:hi]
+        self._x, self._t = x, t
+        self._starts = [s - lo for s in self._starts]
+        self._lo, self._hi = 0, hi - lo
 
     @property
     def end_s(self) -> float | None:
-        return float(self._times[-1][-1]) if self._times else None
+        return float(self._t[self._hi - 1]) if self._hi > self._lo else None
 
     def window(self, end_s: float, length_s: float) -> tuple[np.ndarray, np.ndarray, float] | None:
         """Uniformly resampled rows of ``[end_s - length_s, end_s]``: ``(slow (n, bins),
         range_m (bins,), fs_hz)``, or None when the window is not covered well enough."""
-        if not self._rows:
+        if self._hi <= self._lo:
             return None
-        t = np.concatenate(self._times)
-        x = np.concatenate(self._rows)
-        sel = (t >= end_s - length_s - 1e-9) & (t <= end_s + 1e-9)
-        if sel.sum() < 16:
+        t = self._t[self._lo:self._hi]
+        x = self._x[self._lo:self._hi]
+        lo_t, hi_t = end_s - length_s - 1e-9, end_s + 1e-9
+        if len(t) < 2 or bool(np.all(t[1:] >= t[:-1])):
+            a = int(np.searchsorted(t, lo_t, side="left"))
+            b = int(np.searchsorted(t, hi_t, side="right"))
+            t, x = t[a:b], x[a:b]
+        else:  # times out of order: select by mask
+            sel = (t >= lo_t) & (t <= hi_t)
+            t, x = t[sel], x[sel]
+        if len(t) < 16:
             return None
-        t, x = t[sel], x[sel]
         span = t[-1] - t[0]
         if span < self.p.min_coverage * length_s:
             return None
@@ -180,11 +278,9 @@ class SlowTimeWindow:
         if np.max(np.diff(t), initial=0.0) > 30.0 / self.p.max_bpm:
             return None
         if len(grid) == len(t) and np.allclose(grid, t, atol=0.25 / fs):
-            slow = x
+            slow = x.copy()
         else:
-            slow = np.empty((len(grid), x.shape[1]), np.complex64)
-            slow.real = _interp_cols(grid, t, x.real)
-            slow.imag = _interp_cols(grid, t, x.imag)
+            slow = _interp_complex(grid, t, x)
         return slow, self.range_m[self.columns], fs
 
 
@@ -194,6 +290,20 @@ def _interp_cols(grid: np.ndarray, t: np.ndarray, y: np.ndarray) -> np.ndarray:
     t0, t1 = t[idx], t[idx + 1]
     w = np.where(t1 > t0, (grid - t0) / np.where(t1 > t0, t1 - t0, 1.0), 0.0)
     return y[idx] * (1 - w)[:, None] + y[idx + 1] * w[:, None]
+
+
+def _interp_complex(grid: np.ndarray, t: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """:func:`_interp_cols` of the real and the imaginary parts of complex ``x`` (the same
+    numbers, complex64), with one search and one gather of the rows."""
+    idx = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, len(t) - 2)
+    t0, t1 = t[idx], t[idx + 1]
+    w = np.where(t1 > t0, (grid - t0) / np.where(t1 > t0, t1 - t0, 1.0), 0.0)
+    xa, xb = x[idx], x[idx + 1]
+    wa, wb = (1 - w)[:, None], w[:, None]
+    slow = np.empty((len(grid), x.shape[1]), np.complex64)
+    slow.real = xa.real * wa + xb.real * wb
+    slow.imag = xa.imag * wa + xb.imag * wb
+    return slow
 
 
 def diff_noise(x: np.ndarray) -> np.ndarray:
@@ -299,16 +409,14 @@ class RangeBinBreathing:
             k = int(np.searchsorted(t, self._next, side="right"))
             if k >= len(t) and t[-1] < self._next - 1e-9:
                 break
-            part = frames if (start == 0 and k >= len(t)) else _rows(frames, start, k)
-            if len(part):
-                self.buffer.push(part)
+            self.buffer.push_rows(frames, start, min(k, len(t)))
             start = k
             det = self._analyse(self._next)
             if det is not None:
                 out.append(det)
             self._next += p.hop_s
         if start < len(t):
-            self.buffer.push(_rows(frames, start, len(t)))
+            self.buffer.push_rows(frames, start, len(t))
         return out
 
     def flush(self) -> list[Detection]:

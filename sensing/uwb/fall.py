@@ -47,7 +47,7 @@ from sensing.frames import Frames
 from sensing.params import Params, param
 
 #: Version of the feature computation (part of the training cache key).
-FEATURE_VERSION = "uwb-fall-v1.3"
+FEATURE_VERSION = "uwb-fall-v1.4"
 BLOCK_S = 0.5          # phase/timing reference and background update
 SUB_PER_BLOCK = 5      # 0.1 s sub-blocks
 SUB_S = BLOCK_S / SUB_PER_BLOCK
@@ -66,8 +66,9 @@ CONTEXT_S = 30.0
 #: log fast-change level (mean of the 4 strongest bins / noise) counted as activity
 #: (e^2 ≈ 7x the noise; a quiet room gives 0.9-2.5).
 ACTIVE_LOG = 2.0
-#: Windows whose burst peak is below this (log) are not classified (P = 0).
-GATE_LOG = 2.0
+#: Windows whose burst peak is below this (log; e^2.5 = 12x the noise) are not classified
+#: (P = 0): 96 % of the fall windows are above it, half of the others below.
+GATE_LOG = 2.5
 MIN_RATE_HZ = 20.0
 #: No decision before this much of the stream (s): the background and the context of
 #: the stream's own motion need it.
@@ -109,7 +110,19 @@ FEATURE_NAMES: tuple[str, ...] = (
     "stop_drop",       # peak - mean log fast change in the 1 s after the burst (abrupt stop)
     "e_jump",          # post - pre mean log motion energy (a new static reflection)
     "burst_bins",      # range bins whose fast change exceeds 4x the noise in the burst
-) + tuple(f"lf_{i:02d}" for i in range(SEQ)) + tuple(f"le_{i:02d}" for i in range(SEQ))
+) + tuple(f"lf_{i:02d}" for i in range(SEQ)) + tuple(f"le_{i:02d}" for i in range(SEQ)) + (
+    # v1.4: what tells a fall from the end of a walk, a squat, a bend (docs/uwb-fall.md)
+    "walk_ac",         # stride periodicity before the burst: max autocorrelation of the
+                       # log fast change at 0.4-1.3 s lags over the 4 s before it
+    "gain_log",        # log energy of the bins whose magnitude rose (after vs before)
+    "loss_log",        # ... and fell (the body left them)
+    "gain_shift_m",    # range of the rise - range of the fall (m): where the body went
+    "posture_spread_m",  # range spread of the posture change |after - before|^2 (m)
+    "posture_peak",    # share of the posture change in its strongest bin
+    "post_e_spread_m",  # range spread of the post period's motion energy (m)
+    "post_trend",      # last 0.6 s - first 0.6 s mean log fast change of the post period
+    "pre_e",           # mean log motion energy 2 s before the burst
+)
 # v1.2: the last 6 s of the (0.2 s averaged) log fast change and log motion energy, oldest
 # first, minus the window's median: the shape of the burst and of the quiet after it
 N_FEATURES = len(FEATURE_NAMES)
@@ -344,9 +357,52 @@ def window_features(lf: np.ndarray, le: np.ndarray, F: np.ndarray, E: np.ndarray
     ], dtype=np.float32)
     seq_f = lf[-2 * SEQ:].reshape(SEQ, 2).mean(1)
     seq_e = le[-2 * SEQ:].reshape(SEQ, 2).mean(1)
-    feats = np.concatenate([feats, seq_f - np.median(lf), seq_e - np.median(le)]
+    extra = _fall_vs_ordinary(lf, le, E, sp, sq, nz, a, pre, pre4, post)
+    feats = np.concatenate([feats, seq_f - np.median(lf), seq_e - np.median(le), extra]
                            ).astype(np.float32)
     return feats, onset_i
+
+
+def _spread_m(w: np.ndarray) -> float:
+    """Weighted standard deviation of the range (m) of a per-bin weight ``w``."""
+    s = float(w.sum())
+    if s <= 0:
+        return 0.0
+    ax = np.arange(len(w)) * RANGE_PER_COL_M
+    mu = float((w * ax).sum() / s)
+    return float(np.sqrt(max(float((w * (ax - mu) ** 2).sum()) / s, 0.0)))
+
+
+def _fall_vs_ordinary(lf: np.ndarray, le: np.ndarray, E: np.ndarray, sp: np.ndarray,
+                      sq: np.ndarray, nz: float, a: int, pre: slice, pre4: slice,
+                      post: slice) -> np.ndarray:
+    """The v1.4 features (the last 9 of :data:`FEATURE_NAMES`): stride periodicity before
+    the burst, where the body's reflection appeared and disappeared (magnitude profile
+    after vs before), the range extent of the change and of the post-period motion, the
+    post period's trend and the motion energy before."""
+    walk_ac = 0.0
+    seg = lf[pre4]
+    if len(seg) >= 20:
+        z = seg - seg.mean()
+        den = float(z @ z)
+        if den > 1e-9:
+            walk_ac = max(float(z[:-k] @ z[k:]) / den * len(z) / (len(z) - k)
+                          for k in range(4, 14))
+    nb = max(nz / max(len(sp), 1), 1e-12)      # noise power per bin of the difference
+    dm = np.abs(sq) - np.abs(sp)
+    gain = np.maximum(dm, 0.0) ** 2
+    loss = np.maximum(-dm, 0.0) ** 2
+    g_r, l_r = _centroid(gain), _centroid(loss)
+    shift = g_r - l_r if np.isfinite(g_r) and np.isfinite(l_r) else 0.0
+    d2 = np.abs(sq - sp) ** 2
+    peak_share = float(d2.max() / max(float(d2.sum()), 1e-12))
+    wE = np.maximum(E[post] - 3.0, 0.0).sum(0)
+    n6 = 6
+    trend = float(lf[post][-n6:].mean() - lf[post][:n6].mean())
+    pre_e = float(le[pre].mean()) if a > 0 else float(le[0])
+    return np.array([walk_ac, float(np.log1p(gain.sum() / nb)), float(np.log1p(loss.sum() / nb)),
+                     shift, _spread_m(d2), peak_share, _spread_m(wE), trend, pre_e],
+                    dtype=np.float32)
 
 
 def align_cirs(x: np.ndarray, fpi: np.ndarray, rxpacc: np.ndarray | None) -> np.ndarray:

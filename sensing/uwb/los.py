@@ -48,7 +48,7 @@ from sensing.frames import Frames
 from sensing.params import Params, param
 from sensing.uwb.conditioning import TAP_S, detect_first_path, normalise_cir
 
-__all__ = ["FEATURES", "cir_features", "frames_features", "classify", "LosParams",
+__all__ = ["FEATURES", "cir_features", "rule_features", "frames_features", "classify", "LosParams",
            "LinkStateClassifier", "forward_fill"]
 
 FEATURES = ("rsl_minus_fsl_db", "fp_to_peak_db", "peak_delay_taps", "rise_time_taps",
@@ -79,6 +79,52 @@ def cir_features(cir: np.ndarray, first_path_index: np.ndarray | None = None,
     distance_m : numpy.ndarray, optional
         Link distance per CIR (m; NaN where unknown).
     """
+    x, k0, w, fpa, win, peak_off, peak = _first_path_window(cir, first_path_index, rxpacc)
+    n, m = x.shape
+    rows = np.arange(n)
+    p = win ** 2
+    ptot = np.maximum(p.sum(axis=1), 1e-30)
+    delay = (np.arange(WINDOW_TAPS) * tap_s * 1e9)[None, :]
+    med = (p * delay).sum(axis=1) / ptot
+    rms = np.sqrt(np.maximum((p * delay ** 2).sum(axis=1) / ptot - med ** 2, 0))
+    # leading edge: first tap before the peak over 10 % of it, searched 20 taps back
+    back = k0[:, None] - 20 + np.arange(21 + WINDOW_TAPS)[None, :]
+    edge_seg = x[rows[:, None], np.clip(back, 0, m - 1)]
+    over = edge_seg >= 0.1 * peak[:, None]
+    first_over = over.argmax(axis=1) - 20
+    rise = np.maximum(peak_off - first_over, 0).astype(np.float64)
+    fp_db = _fp_to_peak_db(fpa, peak)
+    if rsl_dbm is not None and fsl_dbm is not None and np.isfinite(rsl_dbm).all() \
+            and np.isfinite(fsl_dbm).all():
+        rf = np.asarray(rsl_dbm, np.float64) - np.asarray(fsl_dbm, np.float64)
+    else:  # from the CIR: total power of the window over the first-path power
+        rf = 10 * np.log10(ptot / np.maximum(fpa ** 2, 1e-30))
+    kurt = stats.kurtosis(win, axis=1, fisher=False)
+    e3 = p[:, :3].sum(axis=1) / ptot
+    lvl = _fp_level_1m(n, fsl_dbm, distance_m)
+    return np.column_stack([rf, fp_db, peak_off - w, rise, med, rms, kurt, e3, lvl])
+
+
+def rule_features(cir: np.ndarray, first_path_index: np.ndarray | None = None,
+                  rxpacc: np.ndarray | None = None, fsl_dbm: np.ndarray | None = None,
+                  distance_m: np.ndarray | None = None) -> np.ndarray:
+    """The columns of :func:`cir_features` that :func:`classify` reads
+    (``fp_to_peak_db``, ``peak_delay_taps``, ``fp_level_1m_dbm``: the same values), the
+    others NaN: ``(n, len(FEATURES))``. What the streaming classifier computes."""
+    x, k0, w, fpa, win, peak_off, peak = _first_path_window(cir, first_path_index, rxpacc)
+    n = len(x)
+    out = np.full((n, len(FEATURES)), np.nan)
+    out[:, FEATURES.index("fp_to_peak_db")] = _fp_to_peak_db(fpa, peak)
+    out[:, FEATURES.index("peak_delay_taps")] = peak_off - w
+    out[:, FEATURES.index("fp_level_1m_dbm")] = _fp_level_1m(n, fsl_dbm, distance_m)
+    return out
+
+
+def _first_path_window(cir: np.ndarray, first_path_index: np.ndarray | None,
+                       rxpacc: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """Normalised magnitudes ``x``, whole and fractional first-path tap ``k0``/``w``,
+    first-path amplitude, the :data:`WINDOW_TAPS` window after it, its peak offset and
+    peak."""
     x = np.abs(normalise_cir(cir, rxpacc)).astype(np.float64)
     n, m = x.shape
     fp = (np.full(n, np.nan) if first_path_index is None
@@ -96,31 +142,21 @@ def cir_features(cir: np.ndarray, first_path_index: np.ndarray | None = None,
     win = x[rows[:, None], idx]
     peak_off = win.argmax(axis=1)
     peak = win[rows, peak_off]
-    p = win ** 2
-    ptot = np.maximum(p.sum(axis=1), 1e-30)
-    delay = (np.arange(WINDOW_TAPS) * tap_s * 1e9)[None, :]
-    med = (p * delay).sum(axis=1) / ptot
-    rms = np.sqrt(np.maximum((p * delay ** 2).sum(axis=1) / ptot - med ** 2, 0))
-    # leading edge: first tap before the peak over 10 % of it, searched 20 taps back
-    back = k0[:, None] - 20 + np.arange(21 + WINDOW_TAPS)[None, :]
-    edge_seg = x[rows[:, None], np.clip(back, 0, m - 1)]
-    over = edge_seg >= 0.1 * peak[:, None]
-    first_over = over.argmax(axis=1) - 20
-    rise = np.maximum(peak_off - first_over, 0).astype(np.float64)
-    fp_db = 20 * np.log10(np.maximum(fpa, 1e-12) / np.maximum(peak, 1e-12))
-    if rsl_dbm is not None and fsl_dbm is not None and np.isfinite(rsl_dbm).all() \
-            and np.isfinite(fsl_dbm).all():
-        rf = np.asarray(rsl_dbm, np.float64) - np.asarray(fsl_dbm, np.float64)
-    else:  # from the CIR: total power of the window over the first-path power
-        rf = 10 * np.log10(ptot / np.maximum(fpa ** 2, 1e-30))
-    kurt = stats.kurtosis(win, axis=1, fisher=False)
-    e3 = p[:, :3].sum(axis=1) / ptot
+    return x, k0, w, fpa, win, peak_off, peak
+
+
+def _fp_to_peak_db(fpa: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    return 20 * np.log10(np.maximum(fpa, 1e-12) / np.maximum(peak, 1e-12))
+
+
+def _fp_level_1m(n: int, fsl_dbm: np.ndarray | None, distance_m: np.ndarray | None
+                 ) -> np.ndarray:
     lvl = np.full(n, np.nan)
     if fsl_dbm is not None and distance_m is not None:
         d = np.asarray(distance_m, np.float64)
         ok = np.isfinite(d) & (d > 0.05)
         lvl[ok] = np.asarray(fsl_dbm, np.float64)[ok] + 20 * np.log10(d[ok])
-    return np.column_stack([rf, fp_db, peak_off - w, rise, med, rms, kurt, e3, lvl])
+    return lvl
 
 
 def forward_fill(x: np.ndarray, last: float = float("nan")) -> tuple[np.ndarray, float]:
@@ -176,7 +212,8 @@ def classify(features: np.ndarray, params: LosParams | None = None) -> np.ndarra
 
 class LinkStateClassifier:
     """Streaming LOS/NLOS of one link: one decision per ``window_s`` of CIRs (majority of
-    the per-CIR rule), as ``(end_s, "los"|"nlos", nlos_fraction, n_cirs)`` tuples."""
+    the per-CIR rule), as ``(end_s, "los"|"nlos", nlos_fraction, n_cirs)`` tuples. Only
+    the features the rule reads are computed (:func:`rule_features`)."""
 
     Params = LosParams
 
@@ -194,7 +231,12 @@ class LinkStateClassifier:
             _, last = forward_fill(frames.fields["distance_m"], self._distance)
         else:
             last = self._distance
-        nlos = classify(frames_features(frames, self._distance), self.params)
+        f = frames.fields
+        dist = f.get("distance_m")
+        if dist is not None:
+            dist, _ = forward_fill(dist, self._distance)
+        nlos = classify(rule_features(frames.data, f.get("first_path_index"), f.get("rxpacc"),
+                                      f.get("fsl_dbm"), dist), self.params)
         self._distance = last
         out = []
         t = frames.times_s

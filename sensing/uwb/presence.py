@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from sensing.dsp.outliers import robust_std
+from sensing.dsp.outliers import MAD_TO_STD, robust_std
 from sensing.frames import Frames
 from sensing.params import Params, param
 from sensing.uwb.breathing import SlowTimeWindow, UwbBreathingParams, chest_bin_rate
@@ -112,7 +112,11 @@ def activity_scores(slow: np.ndarray, fs: float, low_band_hz: tuple[float, float
     # robust (median) spread of the differences: a moving person makes large differences
     # in some frames, which must not raise the noise level the motion is compared with
     d = np.diff(x, axis=0)
-    noise = (robust_std(d.real, axis=0) ** 2 + robust_std(d.imag, axis=0) ** 2) / 2.0
+    if np.iscomplexobj(d):
+        rs_re, rs_im = _robust_std_cols(d.real), _robust_std_cols(d.imag)
+    else:
+        rs_re, rs_im = _robust_std_cols(d), _robust_std_cols(np.zeros_like(d))
+    noise = (rs_re ** 2 + rs_im ** 2) / 2.0
     noise = np.maximum(noise, 1e-30)
     n = len(x)
     win = np.hanning(n)
@@ -128,6 +132,29 @@ def activity_scores(slow: np.ndarray, fs: float, low_band_hz: tuple[float, float
     else:
         high = np.full(x.shape[1], np.nan)
     return low, high
+
+
+def _robust_std_cols(y: np.ndarray) -> np.ndarray:
+    """:func:`~sensing.dsp.outliers.robust_std` of every column of ``y`` (the same
+    numbers): one selection per median on contiguous columns instead of
+    :func:`numpy.median` along the strided first axis (NaN columns: ``robust_std``)."""
+    if y.ndim != 2 or len(y) < 2 or not np.isfinite(y).all():
+        return robust_std(y, axis=0)
+    c = np.ascontiguousarray(y.T)
+    med = _median_rows(c)
+    return MAD_TO_STD * _median_rows(np.abs(c - med[:, None]))
+
+
+def _median_rows(c: np.ndarray) -> np.ndarray:
+    """:func:`numpy.median` of every row of finite ``c`` (``axis=-1``), bit for bit: the
+    middle element, or the mean of the two middle ones (the lower is the largest element
+    left of the upper after partitioning at it)."""
+    n = c.shape[-1]
+    h = n // 2
+    part = np.partition(c, h, axis=-1)
+    if n % 2:
+        return part[:, h]
+    return (part[:, :h].max(axis=-1) + part[:, h]) / 2
 
 
 def migration_m(slow: np.ndarray, rng: np.ndarray, fs: float, step_s: float = 1.0) -> float:
@@ -180,16 +207,14 @@ class PresenceDetector:
             k = int(np.searchsorted(t, self._next, side="right"))
             if k >= len(t) and t[-1] < self._next - 1e-9:
                 break
-            part = _slice(frames, start, k)
-            if len(part):
-                self.buffer.push(part)
+            self.buffer.push_rows(frames, start, min(k, len(t)))
             start = k
             st = self._decide(self._next)
             if st is not None:
                 out.append(st)
             self._next += p.hop_s
         if start < len(t):
-            self.buffer.push(_slice(frames, start, len(t)))
+            self.buffer.push_rows(frames, start, len(t))
         return out
 
     def _decide(self, end_s: float) -> PresenceState | None:

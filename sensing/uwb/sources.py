@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sensing.errors import Reject, RejectLog, SourceUnavailableError
+from sensing.errors import RejectLog
 from sensing.frames import Frames
 from sensing.params import Params, param
 from sensing.sources import SOURCES
+from sensing.sources.serial_lines import SerialLines, SerialLineSource
 from sensing.uwb.formats.decaranging import DecaRangingParser, RecordBatcher
 
 DEFAULT_BAUDRATE = 921600
@@ -42,7 +43,7 @@ class UwbSerialParams(Params):
 
 
 @SOURCES.register("uwb_serial")
-class UwbSerialSource:
+class UwbSerialSource(SerialLineSource):
     """Live DW1000/DW3000 CIR dumps (DecaRanging line format) from a serial port.
 
     Parameters
@@ -84,83 +85,32 @@ class UwbSerialSource:
         self.chunk_size = chunk_size
         self.max_latency_s = max_latency_s
         self.source = source or url
-        self.max_line_bytes = max_line_bytes
-        self.read_timeout_s = read_timeout_s
-        self._port = port
-        self._own_port = port is None
         self.rejects = RejectLog()
-        self.lines = 0
-        self.bytes_read = 0
+        self._serial = SerialLines(url, baudrate, self.rejects, read_timeout_s=read_timeout_s,
+                                   max_line_bytes=max_line_bytes, port=port)
         self._closed = False
 
-    def open(self) -> None:
-        """Open the port now (a missing device raises
-        :class:`~sensing.errors.SourceUnavailableError`)."""
-        self._open()
-
-    def _open(self):
-        if self._port is not None:
-            return self._port
-        import serial
-
-        try:
-            self._port = serial.serial_for_url(self.url, baudrate=self.baudrate,
-                                               timeout=self.read_timeout_s)
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise SourceUnavailableError(
-                f"{self.url}: cannot open serial port at {self.baudrate} baud: {exc}") from exc
-        return self._port
-
-    def close(self) -> None:
-        """Stop reading (safe from another thread)."""
-        self._closed = True
-
-    def _release(self) -> None:
-        if self._own_port and self._port is not None:
-            try:
-                self._port.close()
-            finally:
-                self._port = None
-
-    def _lines(self, port, stop: Callable[[], bool] | None) -> Iterator[str]:
-        import serial
-
-        pending = b""
+    def _lines(self, stop: Callable[[], bool] | None) -> Iterator[str]:
         t0 = time.monotonic()
-        while not self._closed and not (stop is not None and stop()):
-            try:
-                data = port.read(max(1, min(getattr(port, "in_waiting", 0) or 1, 65536)))
-            except (serial.SerialException, OSError) as exc:
-                raise SourceUnavailableError(
-                    f"{self.url}: serial port failed while reading (unplugged?): {exc}") from exc
-            if not data:
+        running = self._running(stop)
+        for raw in self._serial.lines_of(running):
+            if raw is None:
                 continue
-            self.bytes_read += len(data)
-            pending += data
-            *complete, pending = pending.split(b"\n")
-            for raw in complete:
-                self.lines += 1
-                text = raw.decode("latin-1").rstrip("\r")
-                if text.startswith("RX OK"):
-                    self._arrival = time.monotonic() - t0
-                yield text
-            if len(pending) > self.max_line_bytes:
-                self.rejects.add(Reject(self.url, f"after line {self.lines}", "line_too_long",
-                                        f"a newline within {self.max_line_bytes} bytes",
-                                        f"{len(pending)} bytes without one"))
-                pending = b""
+            text = raw.decode("latin-1").rstrip("\r")
+            if text.startswith("RX OK"):
+                self._arrival = time.monotonic() - t0
+            yield text
 
     def chunks(self, stop: Callable[[], bool] | None = None) -> Iterator[Frames]:
         """Yield ``uwb_cir`` chunks until :meth:`close`, ``stop()`` or a port failure
         (:class:`~sensing.errors.SourceUnavailableError`)."""
-        self._closed = False
-        port = self._open()
+        self._serial.open()
         parser = DecaRangingParser(self.url, self.rejects)
         batcher = RecordBatcher(self.source, self.chunk_size, parser)
         self._arrival = 0.0
         last_emit = time.monotonic()
         try:
-            for rec in parser.records(self._lines(port, stop)):
+            for rec in parser.records(self._lines(stop)):
                 if rec["rx_time_s"] is None:
                     rec["host_time_s"] = self._arrival
                 for fr in batcher.add(_host_time(rec)):
@@ -177,7 +127,7 @@ class UwbSerialSource:
             if fr is not None:
                 yield fr
         finally:
-            self._release()
+            self._serial.release()
 
 
 def _host_time(rec: dict[str, Any]) -> dict[str, Any]:

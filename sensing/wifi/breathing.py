@@ -25,6 +25,12 @@ Method (details, parameters and references in ``docs/breathing.md``):
 4. **Confidence** = detection strength (peak over floor, against a calibrated noise-only
    level) × concentration (share of the band's excess power in the peak). Below
    ``min_confidence`` nothing is emitted: no breathing → no guess.
+5. **Consensus (long integration)** when no single window is confident: the spectra of the
+   windows of the last ``consensus_s`` (60 s) are averaged, subcarriers (as z-scores) and
+   gain combined, whitened by their running median and the peak's excess measured in
+   robust spreads of the band; above a threshold calibrated on simulated empty rooms the
+   window is answered with the newest window's peak next to the consensus peak
+   (``feature == "consensus"``). Off below ~30 packets/s (:data:`CONSENSUS_MIN_PACKETS_PER_BIN`).
 
 Memory is bounded by the window (``window_s × fs_hz`` bins × channels) whatever the
 capture length.
@@ -38,10 +44,12 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationInfo, field_validator
+from scipy import ndimage
 
 from sensing import dsp
 from sensing.detections import Detection
 from sensing.dsp import RateEstimate, UniformBinner, fill_gaps, winsorize
+from sensing.dsp.rate import rate_from_spectrum, refine_peak, summed_spectrum
 from sensing.frames import Frames
 from sensing.params import Params, param
 from sensing.wifi.conditioning import (
@@ -53,7 +61,8 @@ from sensing.wifi.conditioning import (
     sanitize_phase,
 )
 
-__all__ = ["BreathingEstimator", "BreathingParams", "breathing_rate", "estimate_rate", "csi_features"]
+__all__ = ["BreathingEstimator", "BreathingParams", "breathing_rate", "estimate_rate", "csi_features",
+           "candidate_spectra", "best_candidate", "consensus_estimate"]
 
 
 def used_subcarriers(frames: Frames) -> np.ndarray:
@@ -121,6 +130,58 @@ def csi_features(
     return x.reshape(len(x), -1), gain_db
 
 
+def candidate_spectra(
+    x: np.ndarray,
+    fs: float,
+    *,
+    min_bpm: float = 6.0,
+    extra_real: np.ndarray | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """Summed noise-normalised periodograms of the candidates of one window
+    (:func:`sensing.dsp.rate.summed_spectrum`): ``"subcarriers"`` (real and imaginary
+    parts of ``x``) and, when given, ``"gain"`` (``extra_real``).
+
+    Returns
+    -------
+    dict
+        ``name -> (spectrum, freqs_hz, n_real_channels)``.
+    """
+    x = np.asarray(x)
+    cands = {"subcarriers": x}
+    if extra_real is not None:
+        cands["gain"] = np.asarray(extra_real, float).reshape(len(x), -1)
+    lo_hz = 0.9 * min_bpm / 60.0
+    return {name: summed_spectrum(arr, fs, lo_hz, axis=0) for name, arr in cands.items()}
+
+
+def _band_hz(min_bpm: float, max_bpm: float) -> tuple[float, float]:
+    return 0.9 * min_bpm / 60.0, 1.1 * max_bpm / 60.0
+
+
+def best_candidate(
+    spectra: dict[str, tuple[np.ndarray, np.ndarray, int]],
+    n_samples: int,
+    fs: float,
+    *,
+    min_bpm: float = 6.0,
+    max_bpm: float = 40.0,
+) -> RateEstimate:
+    """:func:`sensing.dsp.estimate_rate`'s verdict on :func:`candidate_spectra` (each
+    candidate scored on its own, the more significant wins)."""
+    band = _band_hz(min_bpm, max_bpm)
+    lobe = 2.0 * fs / n_samples
+    best = RateEstimate(float("nan"), 0.0, 0.0, 0.0)
+    for name, (spec, freqs, n_ch) in spectra.items():
+        if n_ch == 0:
+            continue
+        s0 = dsp.detection_floor(n_ch)
+        cand = rate_from_spectrum(spec, freqs, band, lobe, s0, name)
+        if not math.isfinite(best.rate_hz) or cand.confidence > best.confidence or (
+                cand.confidence == best.confidence == 0 and cand.snr / s0 > best.snr):
+            best = cand
+    return best
+
+
 def estimate_rate(
     x: np.ndarray,
     fs: float,
@@ -154,12 +215,149 @@ def estimate_rate(
         ``per_min`` in breaths/min; ``candidate`` says which candidate won
         (``"subcarriers"`` or ``"gain"``).
     """
-    x = np.asarray(x)
-    candidates = {"subcarriers": x}
-    if extra_real is not None:
-        candidates["gain"] = np.asarray(extra_real, float).reshape(len(x), -1)
-    band_hz = (0.9 * min_bpm / 60.0, 1.1 * max_bpm / 60.0)
-    return dsp.estimate_rate(candidates, fs, band_hz, axis=0)
+    spectra = candidate_spectra(x, fs, min_bpm=min_bpm, extra_real=extra_real)
+    return best_candidate(spectra, len(x), fs, min_bpm=min_bpm, max_bpm=max_bpm)
+
+
+#: Weight of the gain spectrum in the consensus (relative to the subcarriers' z-scores).
+CONSENSUS_GAIN_WEIGHT = 2.0
+#: Below this rate (breaths/min) the gain's weight falls linearly to
+#: :data:`CONSENSUS_GAIN_LOW_WEIGHT` at ``min_bpm``: slow gain wander (AGC residue, the
+#: environment) has a red spectrum there.
+CONSENSUS_GAIN_KNEE_BPM = 10.0
+CONSENSUS_GAIN_LOW_WEIGHT = 0.3
+#: Excess of the consensus spectrum's peak over its floor, in robust spreads of the band,
+#: that simulated empty rooms stay below (calibrated, see ``docs/breathing.md``); at it the
+#: confidence is 0.2.
+CONSENSUS_THRESHOLD = 15.0
+#: A window at least this confident on its own is answered from itself, not the consensus
+#: (the default ``min_confidence``).
+SINGLE_WINDOW_RELIABLE = 0.2
+#: The consensus answers only when the grid bins hold at least this many packets (median):
+#: below ~30 packets/s most bins hold one or two and interpolated gaps give the averaged
+#: spectrum slow structure that simulated empty rooms turned into lines at 8 breaths/min.
+CONSENSUS_MIN_PACKETS_PER_BIN = 3
+#: Fewest windows the consensus averages (3: 40 s of data at the default window and hop).
+CONSENSUS_MIN_WINDOWS = 3
+#: A consensus peak whose main lobe holds less of the band's excess than this does not
+#: answer.
+CONSENSUS_MIN_CONCENTRATION = 0.3
+
+
+def consensus_estimate(
+    history: list[dict[str, tuple[np.ndarray, np.ndarray, int]]],
+    n_samples: int,
+    fs: float,
+    *,
+    min_bpm: float = 6.0,
+    max_bpm: float = 40.0,
+    threshold: float = CONSENSUS_THRESHOLD,
+) -> tuple[RateEstimate, float]:
+    """Rate from the spectra of the last windows averaged (long integration while the
+    rate is stable), the subcarrier and gain candidates combined.
+
+    The averaged subcarrier spectrum becomes z-scores ``√C·(S/median − 1)`` (C summed
+    real channels: the sum's relative noise spread is ``1/√C``); the averaged gain
+    spectrum ``S/median − 1`` is added with weight :data:`CONSENSUS_GAIN_WEIGHT`
+    (reduced below :data:`CONSENSUS_GAIN_KNEE_BPM`). The peak of the sum in the band is
+    the rate; its excess over the CFAR floor in robust spreads of the band (1.4826 × the
+    median absolute deviation of the combined spectrum in the band: measured, because
+    averaged overlapping windows, interpolated gaps and AGC residue make the spread differ
+    from the white-noise one), against ``threshold``, gives the confidence (0.2 at the
+    threshold, 1 at 5×; 0 below the threshold, on the band edge, or when the peak holds
+    less than :data:`CONSENSUS_MIN_CONCENTRATION` of the band's excess).
+
+    Parameters
+    ----------
+    history : list of dict
+        :func:`candidate_spectra` of the windows to combine (same window length).
+    n_samples, fs : int, float
+        Window length (samples) and grid rate (Hz).
+    min_bpm, max_bpm : float
+        Search band (breaths/min).
+    threshold : float
+        Excess (robust spreads) at which the confidence reaches 0.2.
+
+    Returns
+    -------
+    estimate : RateEstimate
+        ``candidate == "consensus"``; ``snr`` is the peak's excess in robust spreads.
+    excess : float
+        The same excess, unrounded.
+    """
+    none = RateEstimate(float("nan"), 0.0, 0.0, 0.0, candidate="consensus")
+    if not history:
+        return none, 0.0
+    band = _band_hz(min_bpm, max_bpm)
+    freqs = history[-1]["subcarriers"][1]
+    inb = (freqs >= band[0]) & (freqs <= band[1])
+    total = _combined(history, freqs, inb, min_bpm)
+    if total is None:
+        return none, 0.0
+    # whiten: divide by the local floor (running median over ±5 main lobes), so that the
+    # red low-frequency part of the spectrum (gain wander, AGC residue) is judged against
+    # its own level; then the excess of the peak in robust spreads of the whitened band
+    # (measured, because averaged overlapping windows and interpolated gaps make the spread
+    # differ from the white-noise one)
+    lobe_bins = max(1, int(round(2.0 * fs / n_samples / (freqs[1] - freqs[0]))))
+    local = ndimage.median_filter(total, size=10 * lobe_bins + 1, mode="nearest")
+    if not np.all(local[inb] > 0):
+        return none, 0.0
+    total = total / np.maximum(local, 1e-300)
+    med = float(np.median(total[inb]))
+    spread = 1.4826 * float(np.median(np.abs(total[inb] - med)))
+    if not (med > 0 and spread > 0):
+        return none, 0.0
+    # halving needs a peak at half the rate at least half as significant as a detection
+    s0 = 1.0 + 0.5 * threshold * spread / med
+    est = rate_from_spectrum(total, freqs, band, 2.0 * fs / n_samples, s0, "consensus")
+    if not math.isfinite(est.rate_hz):
+        return none, 0.0
+    excess = (est.snr - 1.0) * med / spread
+    rate_hz = est.rate_hz
+    last = _combined(history[-1:], freqs, inb, min_bpm)
+    if last is not None:  # the newest window's peak near the consensus one (drifting rate)
+        near = np.flatnonzero(np.abs(freqs - rate_hz) <= fs / n_samples)
+        if near.size:
+            k = int(near[np.argmax(last[near])])
+            if 0 < k < len(last) - 1 and last[k] >= last[k - 1] and last[k] >= last[k + 1]:
+                rate_hz = refine_peak(last, freqs, k)
+    # all or nothing below the threshold: consumers with a lower confidence bar (presence
+    # uses 0.1) must not get consensus windows that simulated empty rooms reach
+    conf = 0.0
+    if (not est.on_edge and excess >= threshold
+            and est.concentration >= CONSENSUS_MIN_CONCENTRATION):
+        conf = min(1.0, 0.2 * (1.0 + 4.0 * math.log(excess / threshold) / math.log(5.0)))
+    return (RateEstimate(rate_hz, round(conf, 3), est.concentration, round(excess, 2),
+                         est.check, est.on_edge, "consensus"), excess)
+
+
+def _combined(
+    history: list[dict[str, tuple[np.ndarray, np.ndarray, int]]],
+    freqs: np.ndarray,
+    inb: np.ndarray,
+    min_bpm: float,
+) -> np.ndarray | None:
+    """The candidates' spectra averaged over ``history`` and combined (see
+    :func:`consensus_estimate`); None when no candidate is usable."""
+    total = np.zeros(len(freqs))
+    used = False
+    for name in history[-1]:
+        n_ch = history[-1][name][2]
+        if n_ch == 0 or any(h[name][2] != n_ch for h in history):
+            continue
+        mean = np.mean([h[name][0] for h in history], axis=0)
+        med = float(np.median(mean[inb]))
+        if not med > 0:
+            continue
+        if name == "gain":
+            w = np.interp(freqs * 60.0, [min_bpm, CONSENSUS_GAIN_KNEE_BPM],
+                          [CONSENSUS_GAIN_LOW_WEIGHT, 1.0])
+            total += CONSENSUS_GAIN_WEIGHT * w * mean / med
+        else:
+            total += np.sqrt(n_ch) * mean / med
+        used = True
+    return total if used else None
 
 
 class BreathingParams(Params):
@@ -188,6 +386,11 @@ class BreathingParams(Params):
         0.6, ge=0, le=1, doc="windows with a smaller fraction of non-empty bins are skipped")
     max_gap_s: float = param(10.0, unit="s", ge=0,
                              doc="a gap in the stream longer than this restarts the window")
+    consensus_s: float = param(
+        60.0, unit="s", ge=0, le=3600,
+        doc="long integration: the spectra of the windows within this span are averaged "
+            "(subcarriers and gain combined) and answer when a single window is too weak; "
+            "0 turns it off")
 
     @field_validator("min_bpm")
     @classmethod
@@ -248,6 +451,9 @@ class BreathingEstimator:
             Windows with fewer non-empty bins than this fraction (packet loss) are skipped.
         max_gap_s : float
             A gap in the stream longer than this (s) restarts the window.
+        consensus_s : float
+            Span (s) of the windows whose spectra are averaged when no single window is
+            confident (:func:`consensus_estimate`); 0 turns the consensus off.
 
     Raises
     ------
@@ -266,12 +472,19 @@ class BreathingEstimator:
         self.max_motion_fraction = p.max_motion_fraction
         self.min_coverage = p.min_coverage
         self.max_gap_s = p.max_gap_s
+        self.consensus_s = p.consensus_s
+        #: windows averaged by the consensus: those ending within consensus_s - window_s
+        self.n_consensus = (0 if p.consensus_s <= 0 else
+                            1 + max(0, int(math.floor((p.consensus_s - p.window_s) / p.hop_s
+                                                      + 1e-9))))
         self.n_win = int(round(p.window_s * p.fs_hz))
         self.n_hop = max(1, int(round(p.hop_s * p.fs_hz)))
         #: Counters: windows analysed, emitted, and gated by reason.
         self.stats: Counter = Counter()
         #: The last window's analysis (for diagnostics), or None.
         self.last: dict[str, Any] | None = None
+        #: Set to a list to collect every analysed window's ``last`` (calibration).
+        self.trace: list[dict[str, Any]] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -289,6 +502,7 @@ class BreathingEstimator:
         self._first_bin: int | None = None
         self._total = 0  # bins appended since the (re)start
         self._next = self.n_win
+        self._history: list[tuple[int, dict]] = []  # (window end bin, candidate spectra)
 
     def _setup(self, frames: Frames) -> None:
         self._layout = (frames.data.shape[1:], None if frames.subcarriers is None
@@ -381,6 +595,7 @@ class BreathingEstimator:
         self._first_bin = first_bin
         self._total = 0
         self._next = self.n_win
+        self._history = []
 
     def _append(
         self, m: np.ndarray, g: np.ndarray, c: np.ndarray, s: np.ndarray, gs: np.ndarray
@@ -446,10 +661,31 @@ class BreathingEstimator:
         if self._gbinner is not None:
             g = fill_gaps(self._gbuf[:, None], valid)[:, 0]
             extra = remove_gain_steps(g)[:, None]
-        est = estimate_rate(x, self.fs_hz, min_bpm=self.min_bpm, max_bpm=self.max_bpm,
-                            extra_real=extra)
+        spectra = candidate_spectra(x, self.fs_hz, min_bpm=self.min_bpm, extra_real=extra)
+        est = best_candidate(spectra, len(x), self.fs_hz, min_bpm=self.min_bpm,
+                             max_bpm=self.max_bpm)
+        info.update(single_bpm=est.per_min, single_confidence=est.confidence)
+        packets = self._cnt[valid]
+        if (self.n_consensus >= 2 and packets.size
+                and float(np.median(packets)) >= CONSENSUS_MIN_PACKETS_PER_BIN):
+            end_bin = self._first_bin + self._total
+            span = (self.n_consensus - 1) * self.n_hop
+            self._history = [h for h in self._history if h[0] >= end_bin - span]
+            self._history.append((end_bin, spectra))
+            if len(self._history) >= CONSENSUS_MIN_WINDOWS:
+                long, excess = consensus_estimate(
+                    [h[1] for h in self._history], len(x), self.fs_hz,
+                    min_bpm=self.min_bpm, max_bpm=self.max_bpm)
+                info.update(consensus_bpm=long.per_min, consensus_excess=excess,
+                            consensus_confidence=long.confidence,
+                            consensus_windows=len(self._history))
+                # a window confident on its own keeps its own (more local) answer
+                if est.confidence < SINGLE_WINDOW_RELIABLE and long.confidence > est.confidence:
+                    est = long
         info.update(bpm=est.per_min, confidence=est.confidence,
                     concentration=est.concentration, snr=est.snr)
+        if self.trace is not None:
+            self.trace.append(info)
         if not math.isfinite(est.per_min) or est.confidence < self.min_confidence:
             self.stats["gated_confidence"] += 1
             info["gate"] = "confidence"

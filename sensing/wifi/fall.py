@@ -49,6 +49,7 @@ rule kept as an option; since v3 the classifier itself sees the 10 s post period
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -779,7 +780,10 @@ class FallOperatingPointParams(Params):
     ``extra.operating_points``, ``wifi_fall`` pipeline options); the decision rules are
     described at :class:`FallDetector`."""
 
-    threshold: float = param(0.5, ge=0, le=1, doc="fall probability needed per window")
+    threshold: float = param(0.5, ge=0, le=1, doc="fall probability needed per window "
+                                                 "(of the mean over `average` windows)")
+    average: int = param(1, ge=1, doc="windows (0.5 s apart) whose fall probabilities are "
+                                      "averaged before the threshold (1 = each window alone)")
     consecutive: int = param(2, ge=1, doc="windows at or above the threshold among the last "
                                           "`within` needed to raise an event")
     within: int | None = param(None, ge=1, doc="length of that run of windows, 0.5 s apart "
@@ -891,7 +895,13 @@ class FallDetector:
         Option values applied over ``params`` (see :class:`FallDetectorParams`):
 
         threshold : float
-            Fall probability needed per window (0–1).
+            Fall probability needed per window (0–1); with ``average`` > 1, of the mean
+            fall probability of the last ``average`` windows.
+        average : int
+            Windows (0.5 s apart) whose fall probabilities are averaged before the
+            threshold is applied (1: each window alone). A fall gives a few seconds of
+            fall-like windows whose probabilities vary from window to window; their mean
+            is steadier than any one of them (v6 operating points; docs/fall.md).
         consecutive : int
             Windows at or above ``threshold`` among the last ``within`` windows needed to
             raise an event (``within`` = ``consecutive``: that many in a row).
@@ -955,6 +965,9 @@ class FallDetector:
         self.fall_index = self.labels.index("fall") if "fall" in self.labels else -1
         self.method = "model" if predict_proba is not None else "rule"
         self.threshold = p.threshold
+        self.average = int(p.average)
+        #: The last ``average - 1`` window probabilities (for the running mean).
+        self._recent: deque[float] = deque(maxlen=max(self.average - 1, 1))
         self.consecutive = p.consecutive
         self.within = max(int(p.within or p.consecutive), self.consecutive)
         self.refractory_s = p.refractory_s
@@ -1031,7 +1044,11 @@ class FallDetector:
         out = []
         win_s = self.extractor.span_s  # the burst window starts span_s before the end
         for t, x, pi in zip(ends, X, p, strict=True):
-            t = float(t)
+            t, pi = float(t), float(pi)
+            if self.average > 1:  # running mean of the last ``average`` windows
+                mean = (pi + sum(self._recent)) / self.average
+                self._recent.append(pi)
+                pi = mean
             if self._pending is not None:
                 ev = self._pending
                 lo = ev.onset_s + self.settle_s
@@ -1048,7 +1065,7 @@ class FallDetector:
             if t < self.warmup_s:
                 continue
             last_event = self._debounce.last_on_s
-            fired = self._debounce.step(t, float(pi), x)
+            fired = self._debounce.step(t, pi, x)
             if fired is not None:
                 hits = fired.inputs  # the windows at or above the threshold
                 t0, x0 = hits[0].t_s, hits[0].item

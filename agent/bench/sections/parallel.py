@@ -14,10 +14,11 @@ from agent.bench.util import child_env, median, simulate
 #: Goal of the issue: 8 captures on 2 workers in at most this fraction of the serial time.
 GOAL = 0.75
 
-#: (simulator, capture seconds quick, full): a workload where each capture costs seconds
-#: of CPU, so that the cluster's start-up (a few seconds) is amortised as in real archives.
-WORKLOADS = [("lora-soil", 30.0, 60.0), ("uwb-activity", 240.0, 600.0),
-             ("csi-breathing", 600.0, 1200.0)]
+#: (simulator, capture seconds quick, full), the first registered one is used: a workload
+#: where each capture costs seconds of CPU, as in real archives (the issue's figure: 10-min
+#: ESP32 logs), so that the start-up of the workers is amortised.
+WORKLOADS = [("csi-breathing", 600.0, 1200.0), ("uwb-activity", 240.0, 600.0),
+             ("lora-soil", 30.0, 60.0)]
 
 
 def _replay(paths: list[str], workers: int | None) -> tuple[float, str, int]:

@@ -55,7 +55,9 @@ def instrumented(modality, chunk_cost):
     return pipes, cost
 
 runs, info = [], {}
-for _ in range(repeat):
+# run 0 is a warm-up, not counted: it loads what the pipelines import lazily (on their
+# first window) and fills the page cache
+for i in range(repeat + 1):
     reader = open_capture(path)
     chunk_cost = [0.0, False]
     pipes, cost = instrumented(reader.modality, chunk_cost)
@@ -63,6 +65,8 @@ for _ in range(repeat):
     c0, w0 = time.process_time(), time.perf_counter()
     st = run_stream(reader.chunks(), pipes, [sink], source=reader.source)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    if i == 0:
+        continue
     runs.append(dict(cpu_s=cpu, wall_s=wall, pipes=cost))
     info = dict(modality=reader.modality, format=reader.name, frames=st.frames,
                 stream_s=st.stream_s, events=sink.n, pipelines=st.pipelines,
@@ -158,7 +162,9 @@ def rows_for(sim: str, cap: Any, res: dict[str, Any], pi: dict[str, Any]
          "with `--quick`, 300 s otherwise, shorter when the file or the simulation would be "
          "too big: see the capture length), replayed in a fresh process through the "
          "default pipelines of its modality, as `ambisense replay` does. `× real time` = "
-         "capture seconds / process CPU seconds (and / wall seconds), median of the repeats; "
+         "capture seconds / process CPU seconds (and / wall seconds), median of the repeats "
+         "after one uncounted warm-up replay (what the pipelines import on their first "
+         "window, the page cache); "
          "one row for the reader and all pipelines together (what the target applies to), "
          "then the reader alone and each pipeline alone (its own `push`/`flush` CPU time; "
          "analyses shared between pipelines count for the first that asks). LoRa's target "

@@ -2,7 +2,10 @@
 receiver (the antenna ratio of periodic chirps; method in :mod:`sensing.lora.breathing`).
 
 Applies to ``lora_iq`` streams with two channels and no soil set-up (``meta["soil"]``
-absent); otherwise it emits nothing and says why. Events carry ``link`` naming the
+absent); otherwise it emits nothing and says why. The chirps come from the stream's shared packet
+receiver (the one ``lora_packet`` uses: each chunk is demodulated once), or, when the
+sample rate is not a whole multiple of the bandwidth, from a chirp extractor of its own.
+Events carry ``link`` naming the
 sensing link (the option ``link``, default ``"<source> ch1/ch0"``): the envelope's
 ``source`` field is the stream and cannot be reused by an extra.
 """
@@ -16,6 +19,14 @@ from agent.pipelines.base import PIPELINES, Pipeline
 from sensing.detections import Detection
 from sensing.frames import Frames
 from sensing.lora.breathing import BreathingWindow, LoraBreathingEstimator, LoraBreathingParams
+from sensing.lora.receiver import (
+    ReceiverParams,
+    frame_chirps,
+    receiver_of,
+    shared_receiver,
+    shared_receiver_flush,
+    whole_oversampling,
+)
 
 NAME = "lora_breathing"
 
@@ -53,6 +64,7 @@ class LoraBreathingPipeline(Pipeline):
         self._last_evidence = -math.inf
         self._breath_run = 0
         self._rates = 0
+        self._rx: ReceiverParams | None = None
 
     def _check(self, frames: Frames) -> None:
         self._checked = True
@@ -71,9 +83,12 @@ class LoraBreathingPipeline(Pipeline):
             self._quiet = "no LoRa sf/bw_hz (ambisense:lora) or sample rate"
             return
         freq = float(meta.get("center_hz") or self.params.freq_hz or 868.1e6)
+        self._rx = (ReceiverParams(sf=self.params.sf, bw_hz=self.params.bw_hz)
+                    if whole_oversampling(frames.fs_hz, bw) else None)
         try:
             self.estimator = LoraBreathingEstimator(self.params, int(sf), float(bw),
-                                                    float(frames.fs_hz), freq)
+                                                    float(frames.fs_hz), freq,
+                                                    extractor=self._rx is None)
         except ValueError as exc:
             self._quiet = str(exc)
             return
@@ -85,13 +100,29 @@ class LoraBreathingPipeline(Pipeline):
             self._check(frames)
         if self.estimator is None:
             return []
+        if self._rx is None:
+            windows = self.estimator.push(frames)
+        else:
+            chirps = frame_chirps(shared_receiver(self, frames, self._rx),
+                                  self.params.min_peak_db)
+            rx = receiver_of(self, self._rx)
+            windows = self.estimator.push(frames, chirps, rx.horizon_s if rx else math.inf)
         out: list[Detection] = []
-        for w in self.estimator.push(frames):
+        for w in windows:
             out += self._events(w)
         return out
 
     def flush(self) -> list[Detection]:
-        return []
+        if self.estimator is None:
+            return []
+        chirps = None
+        if self._rx is not None:
+            chirps = frame_chirps(shared_receiver_flush(self, self._rx),
+                                  self.params.min_peak_db)
+        out: list[Detection] = []
+        for w in self.estimator.flush(chirps):
+            out += self._events(w)
+        return out
 
     def _events(self, w: BreathingWindow) -> list[Detection]:
         p = self.params

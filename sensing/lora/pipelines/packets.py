@@ -53,6 +53,8 @@ class LoraPacketPipeline(Pipeline):
     def _events(self, found: list[LoraFrame]) -> list[Detection]:
         out = []
         for f in found:
+            if not f.header_ok:  # synchronised, header failed: chirps for sensing only
+                continue
             if f.crc_ok is False and not self.params.bad_crc:
                 continue
             conf = 1.0 if f.crc_ok else (0.5 if f.crc_ok is None else 0.1)

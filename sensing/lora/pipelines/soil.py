@@ -2,7 +2,10 @@
 
 Applies to ``lora_iq`` streams whose metadata carries the soil set-up
 (``meta["soil"]``, the ``ambisense:soil`` object of a SigMF recording) and two channels;
-otherwise it emits nothing and says why (:meth:`LoraSoilPipeline.quiet_reason`). Method,
+otherwise it emits nothing and says why (:meth:`LoraSoilPipeline.quiet_reason`). The
+chirps come from the stream's shared packet receiver (the one ``lora_packet`` uses), or,
+when the sample rate is not a whole multiple of the bandwidth, from a chirp extractor of
+its own. Method,
 calibration and limits: :mod:`sensing.lora.soil` and ``docs/lora-sensing.md``.
 
 Calibration reaches a recording from, in order: the run (a recording of the same site
@@ -20,6 +23,13 @@ from typing import Any
 from agent.pipelines.base import PIPELINES, Pipeline
 from sensing.detections import Detection
 from sensing.frames import Frames
+from sensing.lora.receiver import (
+    ReceiverParams,
+    frame_chirps,
+    shared_receiver,
+    shared_receiver_flush,
+    whole_oversampling,
+)
 from sensing.lora.soil import (
     DEFAULT_FREQ_HZ,
     RatioAccumulator,
@@ -92,6 +102,7 @@ class LoraSoilPipeline(Pipeline):
         self._freq = DEFAULT_FREQ_HZ
         self._emitted = 0
         self._source = ""
+        self._rx: ReceiverParams | None = None
 
     # ------------------------------------------------------------------ set-up
     def _check(self, frames: Frames) -> None:
@@ -119,9 +130,12 @@ class LoraSoilPipeline(Pipeline):
             self._setup = None
             return
         self._freq = float(meta.get("center_hz") or self.params.freq_hz or DEFAULT_FREQ_HZ)
+        self._rx = (ReceiverParams(sf=self.params.sf, bw_hz=self.params.bw_hz)
+                    if whole_oversampling(frames.fs_hz, bw) else None)
         try:
             self._acc = RatioAccumulator(int(sf), float(bw), float(frames.fs_hz),
-                                         min_peak_db=self.params.min_peak_db)
+                                         min_peak_db=self.params.min_peak_db,
+                                         extractor=self._rx is None)
         except ValueError as exc:  # sample rate below the LoRa bandwidth
             self._quiet = str(exc)
             self._setup = None
@@ -149,7 +163,11 @@ class LoraSoilPipeline(Pipeline):
             self._check(frames)
         if self._acc is None or not len(frames):
             return []
-        self._acc.push(frames)
+        if self._rx is None:
+            self._acc.push(frames)
+        else:
+            self._acc.push(frames, frame_chirps(shared_receiver(self, frames, self._rx),
+                                                self.params.min_peak_db))
         out: list[Detection] = []
         ref = self._setup is not None and self._setup.reference_vwc is not None
         if not ref and frames.end_s - self._window_start >= self.params.window_s:
@@ -162,6 +180,9 @@ class LoraSoilPipeline(Pipeline):
     def flush(self) -> list[Detection]:
         if self._acc is None:
             return []
+        if self._rx is not None:
+            self._acc.push(None, frame_chirps(shared_receiver_flush(self, self._rx),
+                                              self.params.min_peak_db))
         det = self._reading(final=True)
         return [det] if det is not None else []
 

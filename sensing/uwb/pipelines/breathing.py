@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from agent.pipelines.base import PIPELINES, Pipeline
+from agent.pipelines.shared import SharedStages
 from sensing.detections import Detection
 from sensing.frames import Frames
-from sensing.uwb.breathing import RangeBinBreathing, UwbBreathingParams
+from sensing.uwb.breathing import RangeBinBreathing, UwbBreathingParams, shared_conditioner
 
 
 @PIPELINES.register("uwb_breathing")
@@ -36,6 +37,12 @@ class UwbBreathingPipeline(Pipeline):
     def __init__(self, params: UwbBreathingParams | None = None, /, **options: Any) -> None:
         super().__init__(params, **options)
         self.estimator = RangeBinBreathing(self.params)
+
+    def bind(self, shared: SharedStages, run_context: dict[str, Any] | None = None) -> None:
+        """Also share the slow-time conditioning of every chunk with the stream's other UWB
+        pipelines (identical results, one alignment per chunk)."""
+        super().bind(shared, run_context)
+        self.estimator.buffer.conditioner = shared_conditioner(shared, self.estimator.buffer.p)
 
     def push(self, frames: Frames) -> list[Detection]:
         return self.estimator.push(frames)

@@ -49,8 +49,9 @@ class UwbFallParams(Params):
     operating_point: str = param(
         "default", min_length=1,
         doc="the model's recorded operating point: default (best event F1 on the tuning "
-            "falls) or quiet (fewest false alarms); checked when the model is loaded; "
-            "ignored by the rule")
+            "falls within 1 false alarm per tuning day), quiet (fewest false alarms) or "
+            "sensitive (best event F1); checked when the model is loaded; ignored by the "
+            "rule")
     refractory_s: float = param(30.0, unit="s", ge=0, le=3600,
                                 doc="no second fall event within this time")
     clear_active_s: float = param(1.5, unit="s", gt=0, le=2,
@@ -71,7 +72,7 @@ class UwbFallPipeline(Pipeline):
 
     Events: ``fall`` (``offset_s`` = estimated onset of the descent, ``confidence`` = mean
     P(fall) of the windows that raised it, ``extra``: ``detect_s`` (when it was decided),
-    ``method``, ``peak_f``, ``r_rate_m_s``, ``r_shift_m``) about 2–2.5 s after the person
+    ``method``, ``peak_f``, ``r_rate_m_s``, ``r_shift_m``) about 2–3 s after the person
     hits the floor; ``fall_cleared`` (``offset_s`` = start of the movement) when the person
     gets up again (≥ ``clear_active_s`` of movement within 2 s, from ``clear_after_s``
     after the alert). See docs/uwb-fall.md.
@@ -81,8 +82,8 @@ class UwbFallPipeline(Pipeline):
     Params = UwbFallParams
     modalities = ("uwb_cir",)
     # Opt-in (``--pipeline uwb_fall`` or a config entry), like wifi_fall: on held-out
-    # simulation it finds ~81 % of the falls but raises ~160 false alarms per day
-    # (docs/uwb-fall.md); an alert stream that noisy must be asked for.
+    # simulation it finds 51 % of the falls at ~21 false alarms per day (``default``),
+    # 80 % at ~105 per day (``sensitive``) (docs/uwb-fall.md); targets: 95 %, <= 1.
     default = False
     event_types = ("fall", "fall_cleared")
     description = "falls (fast descent, then still on the floor) and getting up, from UWB CIRs"

@@ -6,8 +6,10 @@ import math
 from typing import Any
 
 from agent.pipelines.base import PIPELINES, Pipeline
+from agent.pipelines.shared import SharedStages
 from sensing.detections import Detection
 from sensing.frames import Frames
+from sensing.uwb.breathing import shared_conditioner
 from sensing.uwb.presence import PresenceDetector, PresenceState, UwbPresenceParams
 
 
@@ -39,6 +41,12 @@ class UwbPresencePipeline(Pipeline):
         super().__init__(params, **options)
         self.detector = PresenceDetector(self.params)
         self._reported: str | None = None
+
+    def bind(self, shared: SharedStages, run_context: dict[str, Any] | None = None) -> None:
+        """Also share the slow-time conditioning of every chunk with the stream's other UWB
+        pipelines (identical results, one alignment per chunk)."""
+        super().bind(shared, run_context)
+        self.detector.buffer.conditioner = shared_conditioner(shared, self.detector.buffer.p)
 
     def push(self, frames: Frames) -> list[Detection]:
         out = []
