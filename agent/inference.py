@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import sysconfig
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,15 @@ __all__ = [
     "ModelNotFoundError",
     "OnnxModel",
     "LatencyStats",
+    "check_classifier",
     "default_threads",
     "load_manifest",
     "load_model",
     "load_models",
     "make_session_options",
     "model_entry",
+    "model_operating_point",
+    "model_or_rule",
     "precision_file",
     "resolve_models_dir",
     "sha256_bytes",
@@ -520,3 +524,86 @@ def load_models(
         n: load_model(n, models_dir=models_dir, precision=precision, threads=threads)
         for n in wanted
     }
+
+
+def check_classifier(model: OnnxModel, feature_names: Iterable[str], label: str, *,
+                     where: str) -> OnnxModel:
+    """Check that a classifier fits its feature extractor; returns ``model``.
+
+    Parameters
+    ----------
+    model : OnnxModel
+        The loaded model.
+    feature_names : iterable of str
+        The extractor's features, in column order. An older model may take a leading
+        subset of them (features are only ever appended).
+    label : str
+        A class the model must have (e.g. ``"fall"``).
+    where : str
+        Named in the errors (the pipeline).
+
+    Raises
+    ------
+    ValueError
+        The model's feature names are not a prefix of the extractor's, it expects more
+        features than the extractor makes, or it lacks ``label``.
+    """
+    ours = list(feature_names)
+    names = list((model.meta.get("inputs") or [{}])[0].get("feature_names") or [])
+    if names and names != ours[:len(names)]:
+        raise ValueError(f"{where}: model features {names} are not the extractor's {ours}")
+    if model.n_features is not None and model.n_features > len(ours):
+        raise ValueError(f"{where}: model expects {model.n_features} features, the "
+                         f"extractor makes {len(ours)}")
+    if label not in model.labels:
+        raise ValueError(f"{where}: model labels {model.labels} have no {label!r} class")
+    return model
+
+
+def model_or_rule(method: str, load: Callable[[], OnnxModel], *, name: str, where: str
+                  ) -> OnnxModel | None:
+    """The model of a pipeline that can fall back to a rule.
+
+    ``method`` ``"rule"``: None; ``"model"``: ``load()``, its errors raised; ``"auto"``:
+    ``load()``, or None with a warning naming the reason when it fails (a missing or
+    tampered file, features that do not fit).
+    """
+    if method == "rule":
+        return None
+    try:
+        return load()
+    except Exception as exc:  # any load failure -> rule, loudly
+        if method == "model":
+            raise
+        logging.getLogger(f"ambisense.{where}").warning(
+            "%s: model %r not usable (%s); using the rule-based fallback", where, name, exc)
+        return None
+
+
+def model_operating_point(meta: dict[str, Any], name: str = "default", *,
+                          where: str = "model") -> dict[str, Any]:
+    """The detector options of a model's operating point ``name``.
+
+    Parameters
+    ----------
+    meta : dict
+        The model's manifest entry: ``extra.operating_points`` maps names to detector
+        options; a model without it has only ``extra.operating_point``, its ``"default"``.
+    name : str
+        Operating-point name.
+    where : str
+        Named in the error (the pipeline).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not one of the model's operating points.
+    """
+    extra = meta.get("extra") or {}
+    points = dict(extra.get("operating_points") or {})
+    if not points and extra.get("operating_point"):
+        points = {"default": extra["operating_point"]}
+    if name not in points:
+        raise ValueError(f"{where}: operating_point {name!r} is not one of the model's "
+                         f"operating points {sorted(points)}")
+    return dict(points[name])

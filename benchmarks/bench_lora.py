@@ -33,53 +33,19 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-LIMITS = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0}
+from agent.bench.sections.lora_decode import (  # noqa: E402
+    LIMITS,
+    decode_ours,
+    decode_softlora,
+    simulate_pair,
+)
+
 OFFSETS = (-2.0, -1.0, 0.0, 1.0)
-
-
-def _simulate(folder: Path, sf: int, snr: float, packets: int, seed: int):
-    from sensing.simulate import SIMULATORS
-
-    base = folder / f"sf{sf}_snr{snr:+.1f}"
-    truth = SIMULATORS.get("lora-packets")(
-        base, sf=sf, snr_db=snr, n_packets=packets, payload_len=16, cr=1, fs_hz=500e3,
-        ppm=10.0, seed=seed, gap_s=0.02, datatype="cf32_le")
-    raw = folder / f"sf{sf}_snr{snr:+.1f}.cf32"  # the same samples for softlora
-    if raw.exists():
-        raw.unlink()
-    os.symlink(f"{base}.sigmf-data", raw)
-    return Path(f"{base}.sigmf-meta"), raw, truth
-
-
-def _ours(meta: Path) -> tuple[list[str], float]:
-    from sensing.formats import open_capture
-    from sensing.lora.receiver import LoraReceiver
-
-    t0 = time.process_time()
-    rx = LoraReceiver()
-    found = []
-    for fr in open_capture(meta):
-        found += rx.push(fr)
-    found += rx.flush()
-    return [f.payload.hex() for f in found if f.crc_ok], time.process_time() - t0
-
-
-def _softlora(raw: Path, sf: int, mode: str) -> tuple[list[str], float]:
-    import softlora
-
-    logging.getLogger("softlora").setLevel(logging.CRITICAL)
-    dec = softlora.LoRaDecoder(sf, 125000, 500000, 868.1e6,
-                               settings=softlora.DecoderSettings(decode_mode=mode))
-    t0 = time.process_time()
-    pk = dec.decode_file(str(raw))
-    return ([bytes(p.payload_bytes).hex() for p in pk if p.crc_valid],
-            time.process_time() - t0)
 
 
 def limit_part(folder: Path, packets: int, sfs: list[int], chase: bool) -> list[dict]:
@@ -87,20 +53,21 @@ def limit_part(folder: Path, packets: int, sfs: list[int], chase: bool) -> list[
     for sf in sfs:
         for off in OFFSETS:
             snr = LIMITS[sf] + off
-            meta, raw, truth = _simulate(folder, sf, snr, packets, seed=100 * sf + int(off * 10))
+            meta, raw, truth = simulate_pair(folder, sf, snr, packets,
+                                             seed=100 * sf + int(off * 10))
             sent = {p["payload_hex"] for p in truth["packets"]}
             dur = truth["duration_s"]
             row = {"sf": sf, "snr_db": snr, "sent": packets, "capture_s": round(dur, 3)}
-            got, cpu = _ours(meta)
-            row["ours"] = len(set(got) & sent)
-            row["ours_false"] = len(set(got) - sent)
+            got, cpu = decode_ours(meta)
+            row["ours"] = len(got & sent)
+            row["ours_false"] = len(got - sent)
             row["ours_cpu_per_s"] = round(cpu / dur, 4)
-            got, cpu = _softlora(raw, sf, "hard")
-            row["softlora"] = len(set(got) & sent)
+            got, cpu = decode_softlora(raw, sf, "hard")
+            row["softlora"] = len(got & sent)
             row["softlora_cpu_per_s"] = round(cpu / dur, 4)
             if chase:
-                got, cpu = _softlora(raw, sf, "chase")
-                row["softlora_chase"] = len(set(got) & sent)
+                got, cpu = decode_softlora(raw, sf, "chase")
+                row["softlora_chase"] = len(got & sent)
                 row["softlora_chase_cpu_per_s"] = round(cpu / dur, 4)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)

@@ -38,9 +38,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # models/
 
-from agent.inference import load_model  # noqa: E402
+from agent.inference import (
+    load_model,  # noqa: E402
+    model_operating_point,  # noqa: E402
+)
 from agent.pipelines import PIPELINES  # noqa: E402
-from agent.pipelines.wifi_fall import model_operating_point  # noqa: E402
 from models.train_fall import (  # noqa: E402
     capture_features,
     detector_options,

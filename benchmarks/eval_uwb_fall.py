@@ -131,7 +131,8 @@ def detector_models(int8: Any, fp32: Any) -> dict[str, Any]:
 def detector_ops(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Detector name -> operating point (a model without a ``sensitive`` point: its
     ``default``)."""
-    from sensing.uwb.pipelines.fall import RULE_OPERATING_POINT, model_operating_point
+    from agent.inference import model_operating_point
+    from sensing.uwb.pipelines.fall import RULE_OPERATING_POINT
 
     names = set((meta.get("extra") or {}).get("operating_points") or {})
     d = model_operating_point(meta, "default")

@@ -10,13 +10,12 @@ import pytest
 from agent.cli import main
 from sensing.formats import open_capture
 from sensing.params import OptionError
-from sensing.simulate import SIMULATORS, load_truth, params_of
+from sensing.simulate import SIMULATORS, load_truth, params_of, parse_intervals
 from sensing.simulate.csi_breathing import (
     SUBCARRIERS,
     ScenarioParams,
     generate,
     overlaps,
-    parse_intervals,
     simulate_csi_breathing,
     window_truth_bpm,
 )
@@ -147,6 +146,8 @@ def test_bad_parameters(tmp_path):
     with pytest.raises(ValueError, match="layout"):
         simulate_csi_breathing(str(tmp_path / "x.csv"), layout="nexmon")
     with pytest.raises(ValueError, match="absent_s"):
+        generate(absent_s="10-5")
+    with pytest.raises(ValueError, match="END > START"):
         parse_intervals("10-5")
     assert parse_intervals("1-2, 5-7.5") == [(1.0, 2.0), (5.0, 7.5)]
     assert overlaps([[10, 12]], 11.5, 20) and not overlaps([[10, 12]], 12.5, 20)

@@ -362,7 +362,7 @@ def test_pipeline_with_shipped_int8_model_on_simulated_files(tmp_path):
 def test_pipeline_named_operating_points():
     """The shipped model records a ``default`` (<= 1 false alarm per tuning day) and a
     ``sensitive`` operating point; the pipeline option picks one, options override it."""
-    from agent.pipelines.wifi_fall import model_operating_point
+    from agent.inference import model_operating_point
 
     cls = PIPELINES.get("wifi_fall")
     default = cls()

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
 from pydantic import create_model
 
+from agent.inference import (
+    check_classifier,
+    load_model,
+    model_operating_point,
+    model_or_rule,
+)
 from agent.pipelines.base import PIPELINES, Pipeline
 from sensing.detections import Detection
 from sensing.frames import Frames
 from sensing.params import Params, param
 from sensing.wifi.fall import (
-    CLASSES,
     FEATURE_NAMES,
-    N_FEATURES,
     OPERATING_POINT_KEYS,
     RULE_OPERATING_POINT,
     FallDetector,
@@ -22,8 +25,6 @@ from sensing.wifi.fall import (
     FallEvent,
     FallOperatingPointParams,
 )
-
-log = logging.getLogger("ambisense.wifi_fall")
 
 #: Manifest name of the shipped int8 fall classifier (models/train_fall.py).
 MODEL_NAME = "fall"
@@ -112,21 +113,11 @@ class WifiFallPipeline(Pipeline):
         super().__init__(params, **options)
         p = self.params
         self.model_name = p.model
-        self.model = None
-        op: dict[str, Any] = {}
         self.operating_point = p.operating_point
-        if p.method != "rule":
-            try:
-                self.model = self._load(p.models_dir)
-            except Exception as exc:  # any load failure → rule, loudly
-                if p.method == "model":
-                    raise
-                log.warning("wifi_fall: model %r not usable (%s); using the rule-based "
-                            "fallback", self.model_name, exc)
-            else:
-                op = model_operating_point(self.model.meta, self.operating_point)
-        if self.model is None:
-            op = dict(RULE_OPERATING_POINT)
+        self.model = model_or_rule(p.method, lambda: self._load(p.models_dir),
+                                   name=p.model, where="wifi_fall")
+        op = (dict(RULE_OPERATING_POINT) if self.model is None else
+              model_operating_point(self.model.meta, self.operating_point, where="wifi_fall"))
         kw = {k: getattr(p, k) if getattr(p, k) is not None else op.get(k)
               for k in OPERATING_POINT_KEYS}
         detector_params = FallDetectorParams.from_options(
@@ -139,18 +130,8 @@ class WifiFallPipeline(Pipeline):
             self.detector = FallDetector(detector_params)
 
     def _load(self, models_dir: str | None):
-        from agent.inference import load_model
-
-        model = load_model(self.model_name, models_dir=models_dir)
-        names = list(model.meta.get("feature_names") or [])
-        if model.n_features is not None and (model.n_features > N_FEATURES or (
-                names and names != list(FEATURE_NAMES[:len(names)]))):
-            raise ValueError(f"model expects {model.n_features} features {names}, the "
-                             f"extractor makes {N_FEATURES}: {list(FEATURE_NAMES)}")
-        if "fall" not in model.labels:
-            raise ValueError(f"model labels {model.labels} have no 'fall' class "
-                             f"(expected {list(CLASSES)})")
-        return model
+        return check_classifier(load_model(self.model_name, models_dir=models_dir),
+                                FEATURE_NAMES, "fall", where="wifi_fall")
 
     @property
     def method(self) -> str:
@@ -174,29 +155,3 @@ class WifiFallPipeline(Pipeline):
             extra["model"] = self.model_name
         return Detection("fall", ev.onset_s, 1, "", float(ev.confidence), extra)
 
-
-def model_operating_point(meta: dict[str, Any], name: str = "default") -> dict[str, Any]:
-    """The detector options of a fall model's operating point ``name``.
-
-    Parameters
-    ----------
-    meta : dict
-        The model's manifest entry: ``extra.operating_points`` maps names to
-        :class:`sensing.wifi.fall.FallDetector` options; models without it (before v4.1)
-        have only ``extra.operating_point``, which is their ``"default"``.
-    name : str
-        Operating-point name.
-
-    Raises
-    ------
-    ValueError
-        ``name`` is not one of the model's operating points.
-    """
-    extra = meta.get("extra") or {}
-    points = dict(extra.get("operating_points") or {})
-    if not points and extra.get("operating_point"):
-        points = {"default": extra["operating_point"]}
-    if name not in points:
-        raise ValueError(f"wifi_fall: operating_point {name!r} is not one of the model's "
-                         f"operating points {sorted(points)}")
-    return dict(points[name])

@@ -12,6 +12,7 @@ import numpy as np
 from sensing.frames import Frames
 from sensing.plot.base import (
     PLOTTERS,
+    ChunkScan,
     PlotInputError,
     Plotter,
     Summary,
@@ -64,19 +65,15 @@ class AudioPlotter(Plotter):
         """
         max_columns = check_columns(max_columns)
         env = spec = None
-        source, meta, fs = "", {}, 0.0
+        fs = 0.0
+        scan = ChunkScan(start_s, end_s)
         carry = np.zeros(0)
         carry_t = 0.0
-        first = last = None
-        reached_end = True
         nfft = 0
         for fr in chunks:
             if not len(fr):
                 continue
-            source = source or fr.source
-            first = fr.start_s if first is None else first
-            last = fr.end_s
-            meta.update(fr.meta)
+            scan.see(fr)
             if env is None:
                 fs = float(fr.fs_hz or 0.0)
                 if fs <= 0:
@@ -85,7 +82,7 @@ class AudioPlotter(Plotter):
                 env = initial_binner(2 * max_columns, 1, start_s, end_s, minmax=True)
                 spec = initial_binner(2 * max_columns, N_FREQ, start_s, end_s)
             if end_s is not None and fr.start_s > end_s:
-                reached_end = False
+                scan.reached_end = False
                 break
             fr = clip_chunk(fr, start_s, end_s)
             if fr is None:
@@ -107,12 +104,9 @@ class AudioPlotter(Plotter):
                 carry = carry[n * nfft:]
                 carry_t += n * nfft / fs
         if env is None or env.n_rows == 0:
-            raise PlotInputError(f"{source or 'recording'}: no audio samples in the range")
-        t0 = float(env.origin)
-        t1 = float(end_s) if end_s is not None else float(env.last_s)
+            raise PlotInputError(f"{scan.source or 'recording'}: no audio samples in the range")
+        t0, t1, cols = scan.columns(env, max_columns)
         span = max(t1 - t0, 1e-9)
-        ncol = n_output_columns(env, max_columns, span)
-        cols = env.columns(ncol, span)
         if spec is not None and spec.n_rows:
             scols = spec.columns(n_output_columns(spec, max_columns, span, rows_per_column=2),
                                  span)
@@ -122,11 +116,8 @@ class AudioPlotter(Plotter):
         with np.errstate(divide="ignore", invalid="ignore"):
             spec_db = 10 * np.log10(np.maximum(sp, 1e-20))
         return AudioSummary(
-            modality=self.modality, source=source, start_s=t0, end_s=t1,
-            edges_s=cols["edges_s"], n_rows=env.n_rows,
-            capture_s=(last - first) if reached_end and first is not None else None,
-            partial=start_s is not None or end_s is not None, meta=meta, fs_hz=fs,
-            env_min=cols["min"][:, 0], env_max=cols["max"][:, 0], spec_db=spec_db,
+            modality=self.modality, **scan.fields(t0, t1, cols["edges_s"], env.n_rows),
+            fs_hz=fs, env_min=cols["min"][:, 0], env_max=cols["max"][:, 0], spec_db=spec_db,
             spec_edges_s=spec_edges)
 
     def draw(self, summary: AudioSummary, events: Sequence[dict[str, Any]], fig: Any) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from sensing.frames import Frames
 from sensing.plot.base import (
     PLOTTERS,
+    ChunkScan,
     PlotInputError,
     Plotter,
     Summary,
@@ -65,19 +66,15 @@ class LoraIqPlotter(Plotter):
         """
         max_columns = check_columns(max_columns)
         pw = spec = None
-        source, meta, fs, names = "", {}, 0.0, ()
+        fs, names = 0.0, ()
+        scan = ChunkScan(start_s, end_s)
         carry = np.zeros(0, np.complex64)
         carry_t = 0.0
-        first = last = None
-        reached_end = True
         window = np.hanning(N_FREQ)
         for fr in chunks:
             if not len(fr):
                 continue
-            source = source or fr.source
-            first = fr.start_s if first is None else first
-            last = fr.end_s
-            meta.update({k: v for k, v in fr.meta.items() if k != "annotations"})
+            scan.see(fr, {k: v for k, v in fr.meta.items() if k != "annotations"})
             if pw is None:
                 fs = float(fr.fs_hz or 0.0)
                 if fs <= 0:
@@ -87,7 +84,7 @@ class LoraIqPlotter(Plotter):
                 pw = initial_binner(2 * max_columns, len(names), start_s, end_s)
                 spec = initial_binner(2 * max_columns, N_FREQ, start_s, end_s)
             if end_s is not None and fr.start_s > end_s:
-                reached_end = False
+                scan.reached_end = False
                 break
             fr = clip_chunk(fr, start_s, end_s)
             if fr is None:
@@ -105,11 +102,9 @@ class LoraIqPlotter(Plotter):
                 carry = carry[n * N_FREQ:]
                 carry_t += n * N_FREQ / fs
         if pw is None or pw.n_rows == 0:
-            raise PlotInputError(f"{source or 'recording'}: no IQ samples in the range")
-        t0 = float(pw.origin)
-        t1 = float(end_s) if end_s is not None else float(pw.last_s)
+            raise PlotInputError(f"{scan.source or 'recording'}: no IQ samples in the range")
+        t0, t1, cols = scan.columns(pw, max_columns)
         span = max(t1 - t0, 1e-9)
-        cols = pw.columns(n_output_columns(pw, max_columns, span), span)
         if spec is not None and spec.n_rows:
             scols = spec.columns(n_output_columns(spec, max_columns, span, rows_per_column=2),
                                  span)
@@ -120,11 +115,8 @@ class LoraIqPlotter(Plotter):
             power_db = 10 * np.log10(np.maximum(cols["mean"], 1e-20))
             spec_db = 10 * np.log10(np.maximum(sp, 1e-20))
         return IqSummary(
-            modality=self.modality, source=source, start_s=t0, end_s=t1,
-            edges_s=cols["edges_s"], n_rows=pw.n_rows,
-            capture_s=(last - first) if reached_end and first is not None else None,
-            partial=start_s is not None or end_s is not None, meta=meta, fs_hz=fs,
-            channel_names=names, power_db=power_db, spec_db=spec_db, spec_edges_s=spec_edges)
+            modality=self.modality, **scan.fields(t0, t1, cols["edges_s"], pw.n_rows),
+            fs_hz=fs, channel_names=names, power_db=power_db, spec_db=spec_db, spec_edges_s=spec_edges)
 
     def draw(self, summary: IqSummary, events: Sequence[dict[str, Any]], fig: Any) -> None:
         """Power on top, spectrogram below; packets as spans, other events as lines."""
@@ -184,37 +176,27 @@ class LoraPacketLogPlotter(Plotter):
         """
         max_columns = check_columns(max_columns)
         binner = None
-        source, meta, names = "", {}, ()
-        first = last = None
-        reached_end = True
+        names: tuple[str, ...] = ()
+        scan = ChunkScan(start_s, end_s)
         for fr in chunks:
             if not len(fr):
                 continue
-            source = source or fr.source
-            first = fr.start_s if first is None else first
-            last = fr.end_s
-            meta.update(fr.meta)
+            scan.see(fr)
             if binner is None:
                 names = tuple(fr.channel_names or ("rssi_db", "snr_db", "freq_error_hz"))
                 binner = initial_binner(2 * max_columns, len(names), start_s, end_s)
             if end_s is not None and fr.start_s > end_s:
-                reached_end = False
+                scan.reached_end = False
                 break
             fr = clip_chunk(fr, start_s, end_s)
             if fr is None:
                 continue
             binner.add(fr.times_s, np.asarray(fr.data, np.float64).reshape(len(fr), -1))
         if binner is None or binner.n_rows == 0:
-            raise PlotInputError(f"{source or 'log'}: no packets in the range")
-        t0 = float(binner.origin)
-        t1 = float(end_s) if end_s is not None else float(binner.last_s)
-        span = max(t1 - t0, 1e-9)
-        cols = binner.columns(n_output_columns(binner, max_columns, span), span)
+            raise PlotInputError(f"{scan.source or 'log'}: no packets in the range")
+        t0, t1, cols = scan.columns(binner, max_columns)
         return PacketLogSummary(
-            modality=self.modality, source=source, start_s=t0, end_s=t1,
-            edges_s=cols["edges_s"], n_rows=binner.n_rows,
-            capture_s=(last - first) if reached_end and first is not None else None,
-            partial=start_s is not None or end_s is not None, meta=meta,
+            modality=self.modality, **scan.fields(t0, t1, cols["edges_s"], binner.n_rows),
             mean=cols["mean"], channel_names=names)
 
     def draw(self, summary: PacketLogSummary, events: Sequence[dict[str, Any]],

@@ -17,7 +17,7 @@ from sensing.errors import AmbisenseError, UnsupportedFormatError
 from sensing.frames import Frames
 from sensing.registry import Registry
 
-__all__ = ["PLOTTERS", "Plotter", "Summary", "TimeBinner", "PlotUnavailableError",
+__all__ = ["PLOTTERS", "ChunkScan", "Plotter", "Summary", "TimeBinner", "PlotUnavailableError",
            "NoPlotterError", "PlotInputError", "require_matplotlib", "new_figure", "MATPLOTLIB_MISSING"]
 
 #: The message of :class:`PlotUnavailableError` (one clear line, the fix included).
@@ -281,6 +281,70 @@ def initial_binner(capacity: int, n_features: int, start_s: float | None,
         return TimeBinner(capacity, n_features, origin=start_s, minmax=minmax,
                           width=(end_s - start_s) / capacity * (1 + 1e-9) + 1e-12)
     return TimeBinner(capacity, n_features, origin=start_s, minmax=minmax)
+
+
+class ChunkScan:
+    """What one summarize pass learns about the chunks it reads, and the fields every
+    :class:`Summary` takes from it.
+
+    A plotter's ``summarize`` calls :meth:`see` on every non-empty chunk, sets
+    :attr:`reached_end` to False when it stops before the end of the capture (past
+    ``end_s``), then :meth:`columns` and :meth:`fields`.
+
+    Attributes
+    ----------
+    source : str
+        The first chunk's source.
+    meta : dict
+        Every chunk's ``meta``, merged.
+    first, last : float or None
+        Start of the first chunk and end of the last one seen (s).
+    reached_end : bool
+        Whether the pass read the capture to its end.
+    """
+
+    def __init__(self, start_s: float | None, end_s: float | None) -> None:
+        self.start_s, self.end_s = start_s, end_s
+        self.source = ""
+        self.meta: dict[str, Any] = {}
+        self.first: float | None = None
+        self.last: float | None = None
+        self.reached_end = True
+
+    def see(self, fr: Frames, meta: dict[str, Any] | None = None) -> None:
+        """Note chunk ``fr`` (``meta``: what to merge instead of ``fr.meta``)."""
+        self.source = self.source or fr.source
+        self.first = fr.start_s if self.first is None else self.first
+        self.last = fr.end_s
+        self.meta.update(fr.meta if meta is None else meta)
+
+    def range_text(self) -> str:
+        """``" between A and B s"`` for error messages ("" when no range was asked)."""
+        if self.start_s is None and self.end_s is None:
+            return ""
+        a = self.start_s if self.start_s is not None else "the start"
+        b = self.end_s if self.end_s is not None else "the end"
+        return f" between {a} and {b} s"
+
+    def columns(self, binner: TimeBinner, max_columns: int, *, rows_per_column: int = 2
+                ) -> tuple[float, float, dict[str, np.ndarray]]:
+        """``(t0, t1, columns)``: the time range summarised (from the binner's origin to
+        ``end_s`` or its last row, s) and the binner's columns over it
+        (:func:`n_output_columns`)."""
+        t0 = float(binner.origin)
+        t1 = float(self.end_s) if self.end_s is not None else float(binner.last_s)
+        span = max(t1 - t0, 1e-9)
+        n = n_output_columns(binner, max_columns, span, rows_per_column=rows_per_column)
+        return t0, t1, binner.columns(n, span)
+
+    def fields(self, t0: float, t1: float, edges_s: np.ndarray, n_rows: int
+               ) -> dict[str, Any]:
+        """The :class:`Summary` fields other than ``modality`` and the plotter's own."""
+        return dict(source=self.source, start_s=t0, end_s=t1, edges_s=edges_s, n_rows=n_rows,
+                    capture_s=(self.last - self.first)
+                    if self.reached_end and self.first is not None else None,
+                    partial=self.start_s is not None or self.end_s is not None,
+                    meta=self.meta)
 
 
 # ------------------------------------------------------------------------------ summary

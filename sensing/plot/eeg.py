@@ -22,6 +22,7 @@ import numpy as np
 from sensing.frames import Frames
 from sensing.plot.base import (
     PLOTTERS,
+    ChunkScan,
     PlotInputError,
     Plotter,
     Summary,
@@ -29,7 +30,6 @@ from sensing.plot.base import (
     clip_chunk,
     event_time,
     initial_binner,
-    n_output_columns,
 )
 
 #: Channels drawn when ``channels`` is not given (a full 10–20 bipolar montage).
@@ -133,16 +133,12 @@ class EegPlotter(Plotter):
         binner = None
         sel: list[int] = []
         names: tuple[str, ...] = ()
-        source, meta, fs = "", {}, None
-        first = last = None
-        reached_end = True
+        fs = None
+        scan = ChunkScan(start_s, end_s)
         for fr in chunks:
             if not len(fr):
                 continue
-            source = source or fr.source
-            first = fr.start_s if first is None else first
-            last = fr.end_s
-            meta.update(fr.meta)
+            scan.see(fr)
             if binner is None:
                 n_ch = fr.data.shape[1] if fr.data.ndim > 1 else 1
                 names = tuple(fr.channel_names or ()) or tuple(f"ch{i}" for i in range(n_ch))
@@ -151,7 +147,7 @@ class EegPlotter(Plotter):
                 binner = initial_binner(2 * max_columns, len(sel), start_s, end_s,
                                         minmax=True)
             if end_s is not None and fr.start_s > end_s:
-                reached_end = False
+                scan.reached_end = False
                 break
             fr = clip_chunk(fr, start_s, end_s)
             if fr is None:
@@ -159,19 +155,11 @@ class EegPlotter(Plotter):
             d = fr.data if fr.data.ndim > 1 else fr.data[:, None]
             binner.add(fr.times_s, d[:, sel])
         if binner is None or binner.n_rows == 0:
-            where = ("" if start_s is None and end_s is None else
-                     f" between {start_s if start_s is not None else 'the start'} and "
-                     f"{end_s if end_s is not None else 'the end'} s")
-            raise PlotInputError(f"{source or 'recording'}: no EEG samples{where}")
-        t0 = float(binner.origin)
-        t1 = float(end_s) if end_s is not None else float(binner.last_s)
-        span = max(t1 - t0, 1e-9)
-        cols = binner.columns(n_output_columns(binner, max_columns, span), span)
+            raise PlotInputError(
+                f"{scan.source or 'recording'}: no EEG samples{scan.range_text()}")
+        t0, t1, cols = scan.columns(binner, max_columns)
         return EegSummary(
-            modality=self.modality, source=source, start_s=t0, end_s=t1,
-            edges_s=cols["edges_s"], n_rows=binner.n_rows,
-            capture_s=(last - first) if reached_end and first is not None else None,
-            partial=start_s is not None or end_s is not None, meta=meta,
+            modality=self.modality, **scan.fields(t0, t1, cols["edges_s"], binner.n_rows),
             channel_names=tuple(names[i] for i in sel), mean=cols["mean"],
             min=cols["min"], max=cols["max"], fs_hz=fs, n_channels_total=len(names),
         )

@@ -20,6 +20,7 @@ import numpy as np
 from sensing.frames import Frames
 from sensing.plot.base import (
     PLOTTERS,
+    ChunkScan,
     PlotInputError,
     Plotter,
     Summary,
@@ -27,7 +28,6 @@ from sensing.plot.base import (
     clip_chunk,
     event_time,
     initial_binner,
-    n_output_columns,
 )
 
 #: At most this many subcarrier rows in the heat map (wider channels are grouped).
@@ -173,18 +173,13 @@ class WifiCsiPlotter(Plotter):
         binner = initial_binner(2 * max_columns, 1, start_s, end_s)
         keys: dict[int, int] = {}  # subcarrier group → binner feature (0: the mean)
         step: int | None = None
-        source, meta = "", {}
-        first = last = None
-        reached_end = True
+        scan = ChunkScan(start_s, end_s)
         for fr in chunks:
             if not len(fr):
                 continue
-            source = source or fr.source
-            first = fr.start_s if first is None else first
-            last = fr.end_s
-            meta.update(fr.meta)
+            scan.see(fr)
             if end_s is not None and fr.start_s > end_s:
-                reached_end = False
+                scan.reached_end = False
                 break
             fr = clip_chunk(fr, start_s, end_s)
             if fr is None:
@@ -216,23 +211,13 @@ class WifiCsiPlotter(Plotter):
             vals[:, 0] = amp.mean(axis=1)
             binner.add(fr.times_s, vals)
         if binner.n_rows == 0:
-            where = ("" if start_s is None and end_s is None else
-                     f" between {start_s if start_s is not None else 'the start'} and "
-                     f"{end_s if end_s is not None else 'the end'} s")
-            raise PlotInputError(f"{source or 'capture'}: no CSI packets{where}")
-        t0 = float(binner.origin)
-        t1 = float(end_s) if end_s is not None else float(binner.last_s)
-        span = max(t1 - t0, 1e-9)
-        cols = binner.columns(n_output_columns(binner, max_columns, span,
-                                               rows_per_column=ROWS_PER_COLUMN), span)
+            raise PlotInputError(f"{scan.source or 'capture'}: no CSI packets{scan.range_text()}")
+        t0, t1, cols = scan.columns(binner, max_columns, rows_per_column=ROWS_PER_COLUMN)
         order = sorted(keys)
         idx = [keys[g] for g in order]
         series_t, series = _series(binner)
         return WifiCsiSummary(
-            modality=self.modality, source=source, start_s=t0, end_s=t1,
-            edges_s=cols["edges_s"], n_rows=binner.n_rows,
-            capture_s=(last - first) if reached_end and first is not None else None,
-            partial=start_s is not None or end_s is not None, meta=meta,
+            modality=self.modality, **scan.fields(t0, t1, cols["edges_s"], binner.n_rows),
             subcarriers=np.asarray(order, np.int64) * (step or 1),
             amplitude=cols["mean"][:, idx].T.copy(),
             series_times_s=series_t, series=series,

@@ -53,6 +53,29 @@ def params_of(fn: Callable[..., Any]) -> type[Params]:
     return model if isinstance(model, type) and issubclass(model, Params) else NoParams
 
 
+def parse_intervals(text: str, what: str = "") -> list[tuple[float, float]]:
+    """``"10-20,35.5-40"`` → ``[(10.0, 20.0), (35.5, 40.0)]`` (seconds, sorted): a simulator
+    option naming time spans. ``what`` (the option's name) prefixes the errors.
+
+    Raises
+    ------
+    ValueError
+        A part is not ``START-END`` with ``END > START``.
+    """
+    pre = f"{what}: " if what else ""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        a, sep, b = part.partition("-")
+        try:
+            lo, hi = float(a), float(b)
+        except ValueError:
+            raise ValueError(f"{pre}expected START-END seconds, got {part!r}") from None
+        if not sep or hi <= lo:
+            raise ValueError(f"{pre}expected START-END with END > START, got {part!r}")
+        out.append((lo, hi))
+    return sorted(out)
+
+
 def truth_path(out: str | os.PathLike) -> str:
     """Sidecar path holding a simulated capture's ground truth."""
     return os.fspath(out) + ".truth.json"

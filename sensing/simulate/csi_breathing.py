@@ -39,7 +39,7 @@ from pydantic import field_validator
 from sensing.formats.esp32_csi import format_csi_line, lltf20_buffer_index
 from sensing.frames import Frames
 from sensing.params import OptionError, Params, param
-from sensing.simulate import radio, simulator, write_truth
+from sensing.simulate import parse_intervals, radio, simulator, write_truth
 
 C = 299_792_458.0  #: speed of light, m/s
 SUBCARRIER_SPACING_HZ = 312.5e3
@@ -115,7 +115,7 @@ class ScenarioParams(Params):
     @field_validator("absent_s")
     @classmethod
     def _intervals(cls, v: str) -> str:
-        parse_intervals(v)
+        parse_intervals(v, "absent_s")
         return v
 
     @property
@@ -129,21 +129,6 @@ class ScenarioParams(Params):
         """The options recorded as ``truth["params"]`` (:data:`TRUTH_PARAMS`)."""
         return {k: self.tones if k == "data_tones" else getattr(self, k)
                 for k in TRUTH_PARAMS}
-
-
-def parse_intervals(text: str) -> list[tuple[float, float]]:
-    """``"10-20,35.5-40"`` → ``[(10.0, 20.0), (35.5, 40.0)]`` (seconds)."""
-    out = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        a, sep, b = part.partition("-")
-        try:
-            lo, hi = float(a), float(b)
-        except ValueError:
-            raise ValueError(f"absent_s: expected START-END seconds, got {part!r}") from None
-        if not sep or hi <= lo:
-            raise ValueError(f"absent_s: expected START-END with END > START, got {part!r}")
-        out.append((lo, hi))
-    return sorted(out)
 
 
 def _in_intervals(t: np.ndarray, intervals: list[tuple[float, float]]) -> np.ndarray:
@@ -206,7 +191,7 @@ class Scene:
         aoa_person = float(np.arctan2(person[1], person[0]))
         s.chest = _Path(np.sqrt(_CHEST_RCS_M2 / (4 * np.pi)) * radar, d_rx + d_tx, aoa_person)
         s._body_amp = np.sqrt(_BODY_RCS_M2 / (4 * np.pi)) * radar
-        s.absent = [(0.0, p.duration_s + 1.0)] if p.empty else parse_intervals(p.absent_s)
+        s.absent = [(0.0, p.duration_s + 1.0)] if p.empty else parse_intervals(p.absent_s, "absent_s")
         s._data = (np.abs(SUBCARRIERS) >= 1) & (np.abs(SUBCARRIERS) <= p.tones)
         f = s.fc_hz + SUBCARRIERS[s._data] * SUBCARRIER_SPACING_HZ
         h0 = sum(q.amp * np.exp(-2j * np.pi * f * q.length_m / C) for q in s.static)

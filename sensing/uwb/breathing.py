@@ -27,6 +27,7 @@ A ``breathing_rate`` detection (bpm) is emitted per window whose confidence reac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -179,6 +180,34 @@ class SlowTimeWindow:
             return
         x, rng = self.condition(frames)
         self.push_conditioned(frames, x, rng)
+
+    def push_hops(self, frames: Frames, next_s: float, hop_s: float,
+                  analyse: Callable[[float], Any]) -> tuple[list[Any], float]:
+        """Push ``frames``, calling ``analyse(end_s)`` at every window end ``next_s``,
+        ``next_s + hop_s`` … that falls inside them, with exactly the rows up to that end
+        pushed (so chunking does not change what a window sees).
+
+        Returns
+        -------
+        results, next_s
+            The non-None results of ``analyse`` in order, and the next window end.
+        """
+        out: list[Any] = []
+        t = frames.times_s
+        start = 0
+        while True:
+            k = int(np.searchsorted(t, next_s, side="right"))
+            if k >= len(t) and t[-1] < next_s - 1e-9:
+                break
+            self.push_rows(frames, start, min(k, len(t)))
+            start = k
+            res = analyse(next_s)
+            if res is not None:
+                out.append(res)
+            next_s += hop_s
+        if start < len(t):
+            self.push_rows(frames, start, len(t))
+        return out, next_s
 
     def push_rows(self, frames: Frames, a: int, b: int) -> None:
         """Push rows ``a:b`` of a chunk (conditioned with the whole chunk, once)."""
@@ -397,26 +426,10 @@ class RangeBinBreathing:
         if not len(frames):
             return []
         p = self.params
-        out: list[Detection] = []
-        # analyse window ends that fall inside this chunk one by one, so chunking does not
-        # change what each window sees
         if self._t0 is None:
             self._t0 = float(frames.times_s[0])
             self._next = self._t0 + p.window_s
-        t = frames.times_s
-        start = 0
-        while True:
-            k = int(np.searchsorted(t, self._next, side="right"))
-            if k >= len(t) and t[-1] < self._next - 1e-9:
-                break
-            self.buffer.push_rows(frames, start, min(k, len(t)))
-            start = k
-            det = self._analyse(self._next)
-            if det is not None:
-                out.append(det)
-            self._next += p.hop_s
-        if start < len(t):
-            self.buffer.push_rows(frames, start, len(t))
+        out, self._next = self.buffer.push_hops(frames, self._next, p.hop_s, self._analyse)
         return out
 
     def flush(self) -> list[Detection]:

@@ -22,6 +22,7 @@ import numpy as np
 from sensing.frames import Frames
 from sensing.plot.base import (
     PLOTTERS,
+    ChunkScan,
     PlotInputError,
     Plotter,
     Summary,
@@ -29,7 +30,6 @@ from sensing.plot.base import (
     clip_chunk,
     event_time,
     initial_binner,
-    n_output_columns,
 )
 from sensing.uwb.conditioning import CirAligner, ClutterRemover, range_axis
 
@@ -75,18 +75,13 @@ class _RangeTimePlotter(Plotter):
         binner = None
         rng = None
         groups: np.ndarray | None = None
-        source, meta = "", {}
-        first = last = None
-        reached_end = True
+        scan = ChunkScan(start_s, end_s)
         for fr in chunks:
             if not len(fr):
                 continue
-            source = source or fr.source
-            first = fr.start_s if first is None else first
-            last = fr.end_s
-            meta.update({k: v for k, v in fr.meta.items() if k != "range_m"})
+            scan.see(fr, {k: v for k, v in fr.meta.items() if k != "range_m"})
             if end_s is not None and fr.start_s > end_s:
-                reached_end = False
+                scan.reached_end = False
                 break
             fr = clip_chunk(fr, start_s, end_s)
             if fr is None:
@@ -108,16 +103,11 @@ class _RangeTimePlotter(Plotter):
                                axis=1)
             binner.add(cond.times_s, dyn)
         if binner is None or binner.n_rows == 0:
-            raise PlotInputError(f"{source or 'capture'}: no frames in the range asked for")
-        t0 = float(binner.origin)
-        t1 = float(end_s) if end_s is not None else float(binner.last_s)
-        span = max(t1 - t0, 1e-9)
-        cols = binner.columns(n_output_columns(binner, max_columns, span), span)
+            raise PlotInputError(
+                f"{scan.source or 'capture'}: no frames in the range asked for")
+        t0, t1, cols = scan.columns(binner, max_columns)
         return RangeTimeSummary(
-            modality=self.modality, source=source, start_s=t0, end_s=t1,
-            edges_s=cols["edges_s"], n_rows=binner.n_rows,
-            capture_s=(last - first) if reached_end and first is not None else None,
-            partial=start_s is not None or end_s is not None, meta=meta,
+            modality=self.modality, **scan.fields(t0, t1, cols["edges_s"], binner.n_rows),
             range_m=rng, magnitude=cols["mean"].T.copy())
 
     def draw(self, summary: RangeTimeSummary, events: Sequence[dict[str, Any]],

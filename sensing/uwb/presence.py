@@ -200,21 +200,7 @@ class PresenceDetector:
             self._wl = wavelength_m(frames)
         if self._next is None:
             self._next = float(frames.times_s[0]) + p.window_s
-        out = []
-        t = frames.times_s
-        start = 0
-        while True:
-            k = int(np.searchsorted(t, self._next, side="right"))
-            if k >= len(t) and t[-1] < self._next - 1e-9:
-                break
-            self.buffer.push_rows(frames, start, min(k, len(t)))
-            start = k
-            st = self._decide(self._next)
-            if st is not None:
-                out.append(st)
-            self._next += p.hop_s
-        if start < len(t):
-            self.buffer.push_rows(frames, start, len(t))
+        out, self._next = self.buffer.push_hops(frames, self._next, p.hop_s, self._decide)
         return out
 
     def _decide(self, end_s: float) -> PresenceState | None:

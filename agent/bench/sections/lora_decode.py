@@ -48,14 +48,14 @@ def decode_ours(meta: Path) -> tuple[set[str], float]:
     return {f.payload.hex() for f in found if f.crc_ok}, time.process_time() - t0
 
 
-def decode_softlora(raw: Path, sf: int) -> tuple[set[str], float]:
-    """CRC-valid payloads from ``softlora.LoRaDecoder.decode_file`` (its defaults, hard
-    decoding), and its CPU seconds."""
+def decode_softlora(raw: Path, sf: int, mode: str = "hard") -> tuple[set[str], float]:
+    """CRC-valid payloads from ``softlora.LoRaDecoder.decode_file`` (its defaults, ``mode``
+    decoding: ``"hard"`` or ``"chase"``), and its CPU seconds."""
     import softlora
 
     logging.getLogger("softlora").setLevel(logging.CRITICAL)
     dec = softlora.LoRaDecoder(sf, 125000, 500000, 868.1e6,
-                               settings=softlora.DecoderSettings(decode_mode="hard"))
+                               settings=softlora.DecoderSettings(decode_mode=mode))
     t0 = time.process_time()
     pk = dec.decode_file(str(raw))
     return {bytes(p.payload_bytes).hex() for p in pk if p.crc_valid}, time.process_time() - t0

@@ -46,7 +46,7 @@ from sensing.acoustic.simulators.render import (
 )
 from sensing.frames import Frames
 from sensing.params import Params, param
-from sensing.simulate import simulator, write_truth
+from sensing.simulate import parse_intervals, simulator, write_truth
 
 _INHALE_FRACTION = 0.4
 _RATE_CV = 0.05
@@ -175,7 +175,7 @@ class CabinSimParams(SonarSimParams):
     @field_validator("present_s")
     @classmethod
     def _intervals(cls, v: str) -> str:
-        parse_intervals(v)
+        parse_intervals(v, "present_s")
         return v
 
 
@@ -187,21 +187,6 @@ def _parse_floats(text: str) -> list[float]:
     if not vals:
         raise ValueError("expected at least one number")
     return vals
-
-
-def parse_intervals(text: str) -> list[tuple[float, float]]:
-    """``"10-20,35-40"`` → ``[(10.0, 20.0), (35.0, 40.0)]`` (seconds)."""
-    out = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        a, sep, b = part.partition("-")
-        try:
-            lo, hi = float(a), float(b)
-        except ValueError:
-            raise ValueError(f"expected START-END seconds, got {part!r}") from None
-        if not sep or hi <= lo:
-            raise ValueError(f"expected START-END with END > START, got {part!r}")
-        out.append((lo, hi))
-    return sorted(out)
 
 
 # ---------------------------------------------------------------------------- motions
@@ -499,7 +484,7 @@ def build_cabin(p: CabinSimParams) -> Scene:
     s.scatterers(4, (0.3, 2.2), (0.005, 0.05))
     intervals: list[tuple[float, float]] = []
     if p.occupant:
-        intervals = parse_intervals(p.present_s) or [(0.0, p.duration_s)]
+        intervals = parse_intervals(p.present_s, "present_s") or [(0.0, p.duration_s)]
         pres = s.mo.intervals_mask(intervals)
         s.breather(p.occupant_m, p.rate_bpm, p.drift_bpm_per_min, p.depth_mm,
                    p.chest_rcs_m2, pres)

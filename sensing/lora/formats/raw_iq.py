@@ -25,7 +25,7 @@ import numpy as np
 from sensing.errors import CaptureFormatError, Reject, RejectReason
 from sensing.formats.base import FORMATS, CaptureReader
 from sensing.frames import Frames
-from sensing.lora.formats.sigmf_iq import DATATYPES, DEFAULT_CHUNK, check_finite
+from sensing.lora.formats.sigmf_iq import DATATYPES, DEFAULT_CHUNK, check_finite, to_complex
 from sensing.lora.params import LoraParams
 from sensing.params import OptionError, Params, param
 
@@ -174,16 +174,8 @@ class RawIqReader(CaptureReader):
                 if n == 0:
                     break
                 flat = flat[: per * n]
-                if self._scalar == np.dtype("<f4"):
-                    data = flat.view(np.complex64).copy()
-                else:
-                    f = flat.astype(np.float32)
-                    if self._offset:
-                        f -= np.float32(self._offset)
-                    if self._scale != 1.0:
-                        f *= np.float32(self._scale)
-                    data = f.view(np.complex64)
-                data = data.reshape(n, self.n_channels)
+                data = to_complex(flat, self._scalar, self._offset, self._scale, n,
+                                  self.n_channels)
                 if self._scalar.kind == "f":
                     check_finite(data, self, self.path,
                                  self.options.header_bytes + start * self.sample_bytes)

@@ -272,16 +272,7 @@ class SigmfIqReader(CaptureReader):
                 f"of {self.datatype})", f"{partial} trailing bytes"))
 
     def _complex(self, flat: np.ndarray, n: int) -> np.ndarray:
-        if self._scalar == np.dtype("<f4"):
-            out = flat.view(np.complex64).copy()
-        else:
-            f = flat.astype(np.float32)
-            if self._offset:
-                f -= np.float32(self._offset)
-            if self._scale != 1.0:
-                f *= np.float32(self._scale)
-            out = f.view(np.complex64)
-        return out.reshape(n, self.n_channels)
+        return to_complex(flat, self._scalar, self._offset, self._scale, n, self.n_channels)
 
     def info(self) -> dict[str, Any]:
         out = super().info()
@@ -289,6 +280,23 @@ class SigmfIqReader(CaptureReader):
         out.update({"sample_rate_hz": self.fs_hz, "n_channels": self.n_channels,
                     "annotations": len(self.annotations)})
         return out
+
+
+def to_complex(flat: np.ndarray, scalar: np.dtype, offset: float, scale: float, n: int,
+               n_channels: int) -> np.ndarray:
+    """``n`` interleaved I/Q samples of ``n_channels`` channels (``2·n·n_channels``
+    scalars of dtype ``scalar``, as read) as ``(n, n_channels)`` complex64 full scale:
+    ``(x − offset) · scale`` per scalar (``cf32_le`` is only viewed, then copied)."""
+    if scalar == np.dtype("<f4"):
+        out = flat.view(np.complex64).copy()
+    else:
+        f = flat.astype(np.float32)
+        if offset:
+            f -= np.float32(offset)
+        if scale != 1.0:
+            f *= np.float32(scale)
+        out = f.view(np.complex64)
+    return out.reshape(n, n_channels)
 
 
 def check_finite(data: np.ndarray, reader: CaptureReader, path: str, byte: int) -> None:

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
+from agent.inference import (
+    check_classifier,
+    load_model,
+    model_operating_point,
+    model_or_rule,
+)
 from agent.pipelines.base import PIPELINES, Pipeline
 from sensing.detections import Detection
 from sensing.frames import Frames
 from sensing.params import Params, param
 from sensing.uwb.fall import (
-    CLASSES,
     FEATURE_NAMES,
-    N_FEATURES,
     WINDOW_S,
     FallDetector,
     FallDetectorParams,
     FallEvent,
 )
-
-log = logging.getLogger("ambisense.uwb_fall")
 
 #: Manifest name of the shipped int8 classifier (models/train_uwb_fall.py).
 MODEL_NAME = "uwb_fall"
@@ -97,20 +98,10 @@ class UwbFallPipeline(Pipeline):
     def __init__(self, params: UwbFallParams | None = None, /, **options: Any) -> None:
         super().__init__(params, **options)
         p = self.params
-        self.model = None
-        op: dict[str, Any] = {}
-        if p.method != "rule":
-            try:
-                self.model = self._load(p.models_dir)
-            except Exception as exc:  # any load failure -> rule, loudly
-                if p.method == "model":
-                    raise
-                log.warning("uwb_fall: model %r not usable (%s); using the rule-based "
-                            "fallback", p.model, exc)
-            else:
-                op = model_operating_point(self.model.meta, p.operating_point)
-        if self.model is None:
-            op = dict(RULE_OPERATING_POINT)
+        self.model = model_or_rule(p.method, lambda: self._load(p.models_dir),
+                                   name=p.model, where="uwb_fall")
+        op = (dict(RULE_OPERATING_POINT) if self.model is None else
+              model_operating_point(self.model.meta, p.operating_point, where="uwb_fall"))
         kw = {k: getattr(p, k) if getattr(p, k) is not None else op.get(k) for k in _OP_KEYS}
         kw = {k: v for k, v in kw.items() if v is not None}
         kw.update(refractory_s=p.refractory_s, clear_active_s=p.clear_active_s,
@@ -124,20 +115,8 @@ class UwbFallPipeline(Pipeline):
             self.detector = FallDetector(dp)
 
     def _load(self, models_dir: str | None):
-        from agent.inference import load_model
-
-        model = load_model(self.params.model, models_dir=models_dir)
-        names = list(model.meta.get("inputs", [{}])[0].get("feature_names") or [])
-        if names and names != list(FEATURE_NAMES[:len(names)]):
-            raise ValueError(f"model features {names} are not the extractor's "
-                             f"{list(FEATURE_NAMES)}")
-        if model.n_features is not None and model.n_features > N_FEATURES:
-            raise ValueError(f"model expects {model.n_features} features, the extractor "
-                             f"makes {N_FEATURES}")
-        if "fall" not in model.labels:
-            raise ValueError(f"model labels {model.labels} have no 'fall' class "
-                             f"(expected {list(CLASSES)})")
-        return model
+        return check_classifier(load_model(self.params.model, models_dir=models_dir),
+                                FEATURE_NAMES, "fall", where="uwb_fall")
 
     @property
     def method(self) -> str:
@@ -161,21 +140,3 @@ class UwbFallPipeline(Pipeline):
         value = 1 if ev.kind == "fall" else 0
         return Detection(ev.kind, round(ev.offset_s, 3), value, "", float(ev.confidence), extra)
 
-
-def model_operating_point(meta: dict[str, Any], name: str = "default") -> dict[str, Any]:
-    """The detector options of the ``uwb_fall`` model's operating point ``name``
-    (manifest ``extra.operating_points``; ``extra.operating_point`` is ``default``).
-
-    Raises
-    ------
-    ValueError
-        ``name`` is not one of the model's operating points.
-    """
-    extra = meta.get("extra") or {}
-    points = dict(extra.get("operating_points") or {})
-    if not points and extra.get("operating_point"):
-        points = {"default": extra["operating_point"]}
-    if name not in points:
-        raise ValueError(f"uwb_fall: operating_point {name!r} is not one of the model's "
-                         f"operating points {sorted(points)}")
-    return dict(points[name])
